@@ -1,0 +1,127 @@
+"""The Python API: the same reach as the command line.
+
+    import vaelab
+    run = vaelab.train(vaelab.build_config("pytorch-examples"), "runs/pe")
+    model = vaelab.load("runs/pe")
+    images = model.sample(64)
+    print(vaelab.evaluate("runs/pe", split="test"))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .config import Config
+from .dataprep import load_inputs
+from .errors import VaelabError
+from .evaluation import encode_all, evaluate_elbo
+from .model import VAE
+from .training import Trainer, prepare_run_dir, resolve_device
+
+
+def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True, log=None) -> Path:
+    """Train a model described by `config` into the run directory `out`; returns `out`.
+
+    With resume=True the saved config, weights, optimizer and RNG state continue the run
+    exactly; `config.train.epochs` may extend it."""
+    run_dir = prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    if resume:
+        _check_resumable(ckpt.load_config(run_dir), config, run_dir)
+    Trainer(config.validate(), run_dir, resume=resume, progress=progress, log=log).fit()
+    return run_dir
+
+
+RESUMABLE = {"train.epochs", "train.device", "data.data_dir"}
+
+
+def _check_resumable(saved: Config, new: Config, run_dir: Path) -> None:
+    """A resumed run keeps its settings; only the number of epochs, the device and where the
+    data lives may change."""
+    old_flat, new_flat = _flatten(saved.to_dict()), _flatten(new.to_dict())
+    changed = sorted(k for k in old_flat if k not in RESUMABLE and k != "model.input_shape"
+                     and old_flat[k] != new_flat.get(k))
+    if changed:
+        raise VaelabError(f"cannot resume {run_dir} with different settings ({', '.join(changed)}); "
+                          "only epochs, device and data_dir may change")
+
+
+def _flatten(d: dict) -> dict:
+    return {f"{s}.{k}": v for s, part in d.items() for k, v in part.items()}
+
+
+def load(run: str | Path, device: str = "auto") -> VAE:
+    """The trained model of a run directory, in eval mode."""
+    return ckpt.load_model(run, resolve_device(device))[1]
+
+
+def load_run(run: str | Path, device: str = "auto", data_dir: str | None = None) -> tuple[Config, VAE]:
+    cfg, model = ckpt.load_model(run, resolve_device(device))
+    if data_dir is not None:
+        cfg.data.data_dir = data_dir
+    return cfg, model
+
+
+def evaluate(run: str | Path, split: str = "test", *, samples: int = 1, device: str = "auto",
+             data_dir: str | None = None, seed: int = 0) -> dict:
+    """`neg_elbo`, `rec`, `kl` (nats per example) of a trained run on a data split."""
+    cfg, model = load_run(run, device, data_dir)
+    x = load_inputs(cfg.data, split).images
+    result = evaluate_elbo(model, x, cfg.train.eval_batch_size, samples=samples, kl=cfg.train.kl, seed=seed)
+    return {"split": split, "dataset": cfg.data.dataset, **result}
+
+
+def encode(run: str | Path, split: str = "test", *, device: str = "auto", data_dir: str | None = None) -> dict:
+    """Posterior parameters of every point of a split: {'mu', 'logvar', 'labels'} as arrays."""
+    cfg, model = load_run(run, device, data_dir)
+    inputs = load_inputs(cfg.data, split)
+    params = encode_all(model, inputs.images, cfg.train.eval_batch_size)
+    mu, logvar = model.latent.split(params)
+    out = {"mu": mu.numpy(), "logvar": logvar.numpy()}
+    if inputs.labels is not None:
+        out["labels"] = inputs.labels.numpy()
+    return out
+
+
+def reconstruct(run: str | Path, split: str = "test", n: int = 32, *, device: str = "auto",
+                data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n images of a split and their reconstructions, both (n, C, H, W) on the CPU."""
+    cfg, model = load_run(run, device, data_dir)
+    x = load_inputs(cfg.data, split).images[:n]
+    return x, model.reconstruct(x.to(model.device)).cpu()
+
+
+def sample(run: str | Path, n: int = 64, *, seed: int = 0, device: str = "auto") -> torch.Tensor:
+    model = load(run, device)
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    return model.sample(n, generator=gen).cpu()
+
+
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with_suffix = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    ckpt.atomic_write(with_suffix, write)
+    return with_suffix
+
+
+def plot(run: str | Path, *, device: str = "auto", data_dir: str | None = None, n: int = 64) -> list[Path]:
+    """Training curves, a sample grid and reconstructions as PNGs in the run directory."""
+    from .viz import save_curves, save_grid, save_recon
+    run = Path(run)
+    paths = []
+    history = ckpt.read_metrics(run)
+    if history:
+        paths.append(save_curves(history, run / "curves.png", title=str(run)))
+    paths.append(save_grid(sample(run, n, device=device), run / "samples.png"))
+    x, r = reconstruct(run, "test", 32, device=device, data_dir=data_dir)
+    paths.append(save_recon(x, r, run / "reconstructions.png"))
+    return paths

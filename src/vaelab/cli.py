@@ -1,0 +1,211 @@
+"""The `vaelab` command line. Every error a user can cause is one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .checkpoint import load_config
+from .config import PRESETS, Config, build_config, cli_fields
+from .errors import VaelabError
+
+RESUMABLE_FLAGS = {("train", "epochs"), ("train", "device"), ("data", "data_dir")}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + traceback-like noise
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _add_run_args(p, device=True, data_dir=True):
+    p.add_argument("run", help="run directory written by `vaelab train`")
+    if device:
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute (default: auto)")
+    if data_dir:
+        p.add_argument("--data-dir", default=None, help="data directory (default: the run's, else $VAELAB_DATA_DIR, else ~/.cache/vaelab)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="vaelab", description="Variational auto-encoders: train, evaluate, sample, encode, plot.")
+    parser.add_argument("--version", action="version", version=f"vaelab {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser("train", help="train a VAE into a run directory",
+                       description="Train a VAE. Settings: preset < --config file < flags.")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a published set-up to start from")
+    p.add_argument("--config", metavar="FILE", help="a .toml or .json file with [data], [model], [train] tables")
+    for section, f in cli_fields():
+        kw = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS, "help": _field_help(f)}
+        if f.default is False:
+            kw["action"] = "store_true"
+        elif f.metadata.get("choices"):
+            kw["choices"] = f.metadata["choices"]
+        p.add_argument(f.metadata["flag"], **kw)
+    p.add_argument("--out", metavar="RUN", help="run directory to create (default: runs/<preset or dataset>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN exactly where it stopped (--epochs may extend it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("evaluate", help="neg_elbo, reconstruction and KL of a run on a split")
+    _add_run_args(p)
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--samples", type=int, default=1, help="Monte-Carlo samples of z per point (default: 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
+
+    p = sub.add_parser("sample", help="a grid of images generated from the prior")
+    _add_run_args(p, data_dir=False)
+    p.add_argument("-n", type=int, default=64, help="number of images (default: 64)")
+    p.add_argument("-o", "--output", default=None, help="PNG file (default: RUN/samples.png)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("reconstruct", help="test images above their reconstructions")
+    _add_run_args(p)
+    p.add_argument("-n", type=int, default=32, help="number of images (default: 32)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("-o", "--output", default=None, help="PNG file (default: RUN/reconstructions.png)")
+
+    p = sub.add_parser("encode", help="posterior means and log-variances of a split, with labels, to .npz")
+    _add_run_args(p)
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("-o", "--output", default=None, help="NPZ file (default: RUN/z_<split>.npz)")
+
+    p = sub.add_parser("plot", help="training curves, samples and reconstructions as PNGs in the run directory")
+    _add_run_args(p)
+
+    p = sub.add_parser("data", help="list or download data sets")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=Parser)
+    q = dsub.add_parser("list", help="each data set and whether its files are present and verified")
+    q.add_argument("--data-dir", default=None)
+    q = dsub.add_parser("download", help="fetch a data set's files (checksums verified)")
+    q.add_argument("name")
+    q.add_argument("--data-dir", default=None)
+    return parser
+
+
+def _field_help(f: dataclasses.Field) -> str:
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if isinstance(default, bool) or default is None:
+        return f.metadata["help"]
+    shown = ",".join(map(str, default)) if isinstance(default, list) else default
+    return f"{f.metadata['help']} (default: {shown})"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("vaelab")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def cmd_train(args) -> int:
+    from .api import train
+    overrides: dict[str, dict] = {}
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".")
+            overrides.setdefault(section, {})[name] = value
+    if args.resume:
+        changed = [f"{s}.{n}" for s, names in overrides.items() for n in names if (s, n) not in RESUMABLE_FLAGS]
+        if args.preset or args.config or changed or args.out:
+            raise VaelabError("--resume continues a run with its saved settings; only --epochs, --device and "
+                              f"--data-dir may be given with it (got {', '.join(changed) or '--preset/--config/--out'})")
+        out = Path(args.resume)
+        cfg = Config.from_dict(overrides, load_config(out), "command line").validate()
+    else:
+        cfg = build_config(args.preset, args.config, overrides)
+        out = Path(args.out or f"runs/{args.preset or cfg.data.dataset}")
+    run = train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.no_progress, log=_log)
+    _log(f"run saved in {run}  (see: vaelab plot {run}; vaelab evaluate {run})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .api import evaluate
+    if args.samples < 1:
+        raise VaelabError(f"--samples must be at least 1, got {args.samples}")
+    result = evaluate(args.run, args.split, samples=args.samples, device=args.device, data_dir=args.data_dir,
+                      seed=args.seed)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['dataset']} {args.split} ({result['n']} points): neg_elbo {result['neg_elbo']:.2f} "
+              f"± {result['neg_elbo_stderr']:.2f}  rec {result['rec']:.2f}  kl {result['kl']:.2f}  (nats per example)")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .api import sample
+    from .viz import save_grid
+    if args.n < 1:
+        raise VaelabError(f"-n must be at least 1, got {args.n}")
+    path = save_grid(sample(args.run, args.n, seed=args.seed, device=args.device),
+                     args.output or Path(args.run) / "samples.png")
+    print(path)
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from .api import reconstruct
+    from .viz import save_recon
+    x, r = reconstruct(args.run, args.split, args.n, device=args.device, data_dir=args.data_dir)
+    print(save_recon(x, r, args.output or Path(args.run) / "reconstructions.png"))
+    return 0
+
+
+def cmd_encode(args) -> int:
+    from .api import encode, save_npz
+    arrays = encode(args.run, args.split, device=args.device, data_dir=args.data_dir)
+    print(save_npz(args.output or Path(args.run) / f"z_{args.split}.npz", arrays))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .api import plot
+    for path in plot(args.run, device=args.device, data_dir=args.data_dir):
+        print(path)
+    return 0
+
+
+def cmd_data(args) -> int:
+    from . import data
+    if args.data_command == "list":
+        print(data.format_status(args.data_dir))
+    else:
+        if args.name not in data.DATASETS:
+            raise VaelabError(f"unknown dataset {args.name!r}; choose one of {', '.join(data.DATASETS)}")
+        for path in data.download_dataset(args.name, args.data_dir):
+            print(path)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
+            "encode": cmd_encode, "plot": cmd_plot, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .training import TrainingInterrupted
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except VaelabError as e:
+        print(f"vaelab: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as e:
+        print(f"vaelab: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("vaelab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

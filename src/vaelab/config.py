@@ -1,0 +1,236 @@
+"""Run configuration: three dataclasses (data, model, train), presets, files and flags.
+
+Every field that a user may set from the command line carries its flag and help text in its
+metadata, so the CLI, the config files and the presets all speak about the same names:
+`--latent-dim` is `model.latent_dim`, and `[model] latent_dim = 20` in a TOML file.
+
+Precedence: preset < config file < command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import VaelabError
+
+
+def opt(default, flag: str | None = None, help: str = "", choices=None, **kw):
+    """A config field; `flag` makes it settable from the command line."""
+    meta = {"flag": flag, "help": help, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = opt("mnist", "--dataset", "data set: mnist, fashion_mnist, binarized_mnist, frey_face")
+    binarize: str = opt("dynamic", "--binarize", "how grey pixels become Bernoulli targets",
+                        choices=["none", "dynamic", "static"])
+    binarize_seed: int = opt(0, help="seed of the fixed draw for static binarization (and of the evaluation\n"
+                             "targets under dynamic binarization)")
+    full_train: bool = opt(False, "--full-train", "train on train+valid (60000 for MNIST); the per-epoch\n"
+                           "evaluation then uses the test split")
+    data_dir: str | None = opt(None, "--data-dir", "data directory (default: $VAELAB_DATA_DIR, else ~/.cache/vaelab)")
+
+    def validate(self):
+        from .data import DATASETS
+        if self.dataset not in DATASETS:
+            raise VaelabError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.binarize not in ("none", "dynamic", "static"):
+            raise VaelabError(f"unknown binarization {self.binarize!r}; choose none, dynamic or static")
+
+
+@dataclass
+class ModelConfig:
+    network: str = opt("mlp", "--model", "encoder/decoder network family", choices=["mlp"])
+    latent: str = opt("gaussian", "--latent", "latent family", choices=["gaussian"])
+    latent_dim: int = opt(20, "--latent-dim", "number of latent dimensions")
+    hidden: list[int] = opt([400], "--hidden", "hidden layer sizes, e.g. 400 or 500,500")
+    activation: str = opt("relu", "--activation", "hidden activation", choices=["tanh", "relu"])
+    likelihood: str = opt("bernoulli", "--likelihood", "decoder distribution p(x|z)",
+                          choices=["bernoulli", "gaussian"])
+    # Filled in from the data set when a run starts; part of the model's identity.
+    input_shape: list[int] = opt([1, 28, 28])
+
+    def validate(self):
+        from .model import LATENTS, LIKELIHOODS, NETWORKS
+        for name, value, registry in (("--model", self.network, NETWORKS), ("--latent", self.latent, LATENTS),
+                                      ("--likelihood", self.likelihood, LIKELIHOODS)):
+            if value not in registry:
+                raise VaelabError(f"unknown {name} {value!r}; choose one of {', '.join(registry)}")
+        if self.latent_dim < 1:
+            raise VaelabError(f"--latent-dim must be at least 1, got {self.latent_dim}")
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise VaelabError(f"--hidden needs positive layer sizes, got {self.hidden}")
+        if self.activation not in ("tanh", "relu"):
+            raise VaelabError(f"unknown --activation {self.activation!r}; choose tanh or relu")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = opt(10, "--epochs", "number of passes over the training set")
+    batch_size: int = opt(128, "--batch-size", "examples per step")
+    lr: float = opt(1e-3, "--lr", "learning rate")
+    optimizer: str = opt("adam", "--optimizer", "optimizer", choices=["adam", "adagrad"])
+    adam_betas: list[float] = opt([0.9, 0.999])
+    adam_eps: float = opt(1e-8)
+    weight_decay: float = opt(0.0, "--weight-decay", "L2 penalty on the weights (the paper's small prior)")
+    grad_clip: float | None = opt(None, "--grad-clip", "clip the gradient norm to this value")
+    samples: int = opt(1, "--samples", "L: Monte-Carlo samples of z per data point")
+    kl: str = opt("analytic", "--kl", "KL term: closed form or Monte-Carlo", choices=["analytic", "mc"])
+    beta: float = opt(1.0, "--beta", "weight of the KL term (1 = the ELBO)")
+    seed: int = opt(0, "--seed", "random seed (weights, batches, binarization, noise)")
+    device: str = opt("auto", "--device", "where to train", choices=["auto", "cpu", "cuda"])
+    eval_batch_size: int = opt(1000)
+
+    def validate(self):
+        for name, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
+                            ("--samples", self.samples)):
+            if value < 1:
+                raise VaelabError(f"{name} must be at least 1, got {value}")
+        if not self.lr > 0:
+            raise VaelabError(f"--lr must be positive, got {self.lr}")
+        if self.beta < 0:
+            raise VaelabError(f"--beta must be non-negative, got {self.beta}")
+        if self.optimizer not in ("adam", "adagrad"):
+            raise VaelabError(f"unknown --optimizer {self.optimizer!r}; choose adam or adagrad")
+        if self.kl not in ("analytic", "mc"):
+            raise VaelabError(f"unknown --kl {self.kl!r}; choose analytic or mc")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise VaelabError(f"--grad-clip must be positive, got {self.grad_clip}")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    SECTIONS = ("data", "model", "train")
+
+    def validate(self) -> "Config":
+        self.data.validate()
+        self.model.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, base: "Config | None" = None, source: str = "config") -> "Config":
+        """Overlay `d` (nested by section) on `base`, rejecting unknown keys by name."""
+        cfg = base if base is not None else cls()
+        unknown = set(d) - set(cls.SECTIONS)
+        if unknown:
+            raise VaelabError(f"{source}: unknown section(s) {sorted(unknown)}; expected {list(cls.SECTIONS)}")
+        for section, values in d.items():
+            part = getattr(cfg, section)
+            names = {f.name: f for f in dataclasses.fields(part)}
+            if not isinstance(values, dict):
+                raise VaelabError(f"{source}: [{section}] must be a table of settings")
+            for key, value in values.items():
+                if key not in names:
+                    raise VaelabError(f"{source}: unknown setting {section}.{key}; known: {', '.join(names)}")
+                setattr(part, key, _coerce(value, names[key], f"{source}: {section}.{key}"))
+        return cfg
+
+
+def _coerce(value, f: dataclasses.Field, where: str):
+    """Convert a value from JSON/TOML/the command line to the field's type."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    try:
+        if value is None:
+            return None
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes"):
+                    return True
+                if value.lower() in ("0", "false", "no"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, list):
+            if isinstance(value, str):
+                value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+            elem = type(default[0]) if default else int
+            return [elem(v) for v in value]
+        if isinstance(default, int) and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float) or f.type in ("float | None",):
+            return float(value)
+        return value
+    except (TypeError, ValueError):
+        raise VaelabError(f"{where}: cannot read {value!r} as {f.type}") from None
+
+
+# Published set-ups. Each is a partial config laid over the defaults.
+PRESETS: dict[str, dict] = {
+    # pytorch/examples vae/main.py: 784-400-20 relu, grey targets, Adam 1e-3, batch 128, 10 epochs.
+    "pytorch-examples": {
+        "data": {"dataset": "mnist", "binarize": "none", "full_train": True},
+        "model": {"hidden": [400], "latent_dim": 20, "activation": "relu", "likelihood": "bernoulli"},
+        "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "epochs": 10},
+    },
+    # Kingma & Welling (2014), MNIST: 500 tanh hidden units, 20 latents, Adagrad, batch 100, L = 1,
+    # and the weak N(0, I) prior on the weights, which is weight decay of about 1/N.
+    "aevb-mnist": {
+        "data": {"dataset": "mnist", "binarize": "dynamic"},
+        "model": {"hidden": [500], "latent_dim": 20, "activation": "tanh", "likelihood": "bernoulli"},
+        "train": {"optimizer": "adagrad", "lr": 0.01, "batch_size": 100, "samples": 1,
+                  "weight_decay": 1e-4, "epochs": 100},
+    },
+    # Kingma & Welling (2014), Frey Face: Gaussian decoder with sigmoid means, 200 tanh units.
+    "aevb-frey": {
+        "data": {"dataset": "frey_face", "binarize": "none"},
+        "model": {"hidden": [200], "latent_dim": 2, "activation": "tanh", "likelihood": "gaussian"},
+        "train": {"optimizer": "adagrad", "lr": 0.01, "batch_size": 100, "weight_decay": 1e-4,
+                  "epochs": 200},
+    },
+}
+
+
+def load_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise VaelabError(f"config file {path} not found")
+    try:
+        if path.suffix == ".toml":
+            with open(path, "rb") as fh:
+                return tomllib.load(fh)
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise VaelabError(f"config file {path} is not valid {path.suffix[1:].upper()}: {e}") from None
+    raise VaelabError(f"config file {path} must end in .toml or .json")
+
+
+def build_config(preset: str | None = None, file: str | Path | None = None,
+                 overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Preset, then file, then overrides (nested by section), validated."""
+    cfg = Config()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise VaelabError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        cfg = Config.from_dict(PRESETS[preset], cfg, f"preset {preset}")
+    if file is not None:
+        cfg = Config.from_dict(load_file(file), cfg, str(file))
+    if overrides:
+        cfg = Config.from_dict(overrides, cfg, "command line")
+    return cfg.validate()
+
+
+def cli_fields():
+    """(section, dataclass field) for every field that has a command-line flag."""
+    for section, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("flag"):
+                yield section, f

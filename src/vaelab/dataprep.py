@@ -1,0 +1,42 @@
+"""From a data config to the tensors a model sees.
+
+Binarization decides the Bernoulli targets:
+- none:    grey values in [0, 1] are the targets (as pytorch/examples does);
+- static:  one fixed Bernoulli draw per split, seeded by `data.binarize_seed`;
+- dynamic: training draws fresh bits for every batch, so every epoch sees a new draw (as the IWAE
+           paper); evaluation uses the fixed draw of `static`, so figures are reproducible and
+           comparable across epochs and runs.
+Data that is already binary (binarized_mnist) or continuous (frey_face) is used as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import DataConfig
+from .data import binarize, load_split
+
+
+@dataclass
+class Inputs:
+    images: torch.Tensor          # float32 (N, C, H, W)
+    labels: torch.Tensor | None
+    dynamic: bool                 # draw fresh Bernoulli targets per batch from these grey values
+
+
+def eval_split_for(cfg: DataConfig) -> str:
+    """The split watched during training: valid, or test when valid is part of training."""
+    return "test" if cfg.full_train else "valid"
+
+
+def load_inputs(cfg: DataConfig, split: str, training: bool = False) -> Inputs:
+    s = load_split(cfg.dataset, split, cfg.data_dir, full_train=cfg.full_train)
+    if s.info.binary or s.info.continuous or cfg.binarize == "none":
+        return Inputs(s.images, s.labels, False)
+    if cfg.binarize == "dynamic" and training:
+        return Inputs(s.images, s.labels, True)
+    # A different stream per split, so valid and test bits are independent draws.
+    offset = {"train": 0, "valid": 1, "test": 2}[split]
+    return Inputs(binarize(s.images, "static", cfg.binarize_seed * 3 + offset), s.labels, False)

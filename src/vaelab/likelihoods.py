@@ -1,0 +1,69 @@
+"""Likelihoods p(x|z): how decoder outputs become a distribution over pixels.
+
+`log_prob(x, params)` sums over pixels and broadcasts over leading sample dimensions:
+x (B, P) with params (..., B, n_params * P) -> (..., B), in nats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import distributions as D
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+class BernoulliLikelihood:
+    """Independent Bernoulli pixels on logits (never sigmoid + BCE: that loses precision)."""
+
+    n_params = 1
+
+    def log_prob(self, x, logits):
+        x = x.expand_as(logits)
+        return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+    def mean(self, logits):
+        return torch.sigmoid(logits)
+
+    def sample(self, logits, generator=None):
+        return torch.bernoulli(torch.sigmoid(logits), generator=generator)
+
+    def distribution(self, logits) -> D.Distribution:
+        return D.Independent(D.Bernoulli(logits=logits), 1)
+
+
+class GaussianLikelihood:
+    """Independent Gaussian pixels: means through a sigmoid and a learned log-variance per
+    pixel, both outputs of the decoder (the AEVB paper's Frey Face model, Appendix C.2).
+
+    The log-variance is clamped to [-LOGVAR_BOUND, LOGVAR_BOUND]: an unbounded variance lets the
+    density of near-constant pixels grow without limit, which is a degenerate optimum, not a
+    better model."""
+
+    n_params = 2
+    LOGVAR_BOUND = 9.0
+
+    def split(self, params):
+        raw_mean, logvar = params.chunk(2, dim=-1)
+        return torch.sigmoid(raw_mean), logvar.clamp(-self.LOGVAR_BOUND, self.LOGVAR_BOUND)
+
+    def log_prob(self, x, params):
+        mean, logvar = self.split(params)
+        return -0.5 * (((x - mean) ** 2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+    def mean(self, params):
+        return self.split(params)[0]
+
+    def sample(self, params, generator=None):
+        mean, logvar = self.split(params)
+        noise = torch.randn(mean.shape, device=mean.device, generator=generator)
+        return mean + torch.exp(0.5 * logvar) * noise
+
+    def distribution(self, params) -> D.Distribution:
+        mean, logvar = self.split(params)
+        return D.Independent(D.Normal(mean, torch.exp(0.5 * logvar)), 1)
+
+
+LIKELIHOODS = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}

@@ -1,0 +1,244 @@
+"""The training loop: model, objective, optimizer, batches. Nothing model-specific lives here.
+
+Speed: the whole training set is one tensor on the device and batches are slices of a random
+permutation; the loop never waits for the device except every `SYNC_EVERY` steps, when the
+progress bar shows the running `neg_elbo` and the loss is checked for NaN.
+
+Safety: a checkpoint is written atomically after every epoch. Ctrl-C finishes the current step,
+saves the exact position (permutation, step, RNG state) and exits; `--resume` then continues
+to the same final weights as an uninterrupted run. A NaN or infinite loss stops the run
+without saving, so the last good checkpoint stays intact.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .config import Config
+from .dataprep import eval_split_for, load_inputs
+from .errors import VaelabError
+from .evaluation import evaluate_elbo
+from .model import VAE
+from .objectives import elbo_loss
+
+SYNC_EVERY = 50
+
+
+class TrainingInterrupted(Exception):
+    """Raised after Ctrl-C once the state is saved; carries the run directory."""
+
+
+class NonFiniteLoss(VaelabError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise VaelabError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def make_optimizer(cfg: Config, model: VAE) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps,
+                                weight_decay=t.weight_decay, foreach=True)
+    return torch.optim.Adagrad(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, foreach=True)
+
+
+def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
+    out = {"rng/cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["rng/cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _set_rng(extra: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(extra["rng/cpu"])
+    if device.type == "cuda" and "rng/cuda" in extra:
+        torch.cuda.set_rng_state(extra["rng/cuda"], device)
+
+
+@contextmanager
+def _catch_sigint(trainer: "Trainer"):
+    """First Ctrl-C asks the loop to stop after this step; a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        print("\nvaelab: stopping after this step and saving (Ctrl-C again to abort without saving)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+                 log=None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.train.device)
+        self.progress = progress
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.stop_requested = False
+        self.on_step = None  # optional callback(trainer) after every step (tests use it to interrupt)
+
+        train = load_inputs(cfg.data, "train", training=True)
+        self.eval_split = eval_split_for(cfg.data)
+        evals = load_inputs(cfg.data, self.eval_split)
+        cfg.model.input_shape = list(train.images.shape[1:])
+        self.train_x = train.images.to(self.device)
+        self.dynamic = train.dynamic
+        self.eval_x = evals.images.to(self.device)
+
+        torch.manual_seed(cfg.train.seed)
+        self.model = VAE(cfg.model).to(self.device)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.epoch, self.step, self.pos = 0, 0, 0       # completed epochs, steps; position in epoch
+        self.perm: torch.Tensor | None = None
+        self.sums = {"neg_elbo": 0.0, "rec": 0.0, "kl": 0.0, "n": 0, "seconds": 0.0}
+        self.history: list[dict] = []
+        if resume:
+            state, extra = ckpt.load_resume(self.run_dir, self.model, self.optimizer)
+            self.epoch, self.step, self.pos = state["epoch"], state["step"], state["pos"]
+            self.sums, self.history = state["sums"], state["history"]
+            self.perm = extra["perm"].to(self.device) if "perm" in extra else None
+            _set_rng(extra, self.device)
+            ckpt.write_metrics(self.run_dir, self.history)  # drop lines past the checkpoint
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self) -> None:
+        state = {"epoch": self.epoch, "step": self.step, "pos": self.pos, "sums": self.sums,
+                 "history": self.history}
+        extra = _rng_tensors(self.device)
+        if self.perm is not None and self.pos > 0:
+            extra["perm"] = self.perm
+        ckpt.save_resume(self.run_dir, self.model, self.optimizer, state, extra)
+        ckpt.save_weights(self.run_dir, self.model, {"epoch": self.epoch, "step": self.step})
+        ckpt.write_metrics(self.run_dir, self.history)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self) -> list[dict]:
+        t = self.cfg.train
+        ckpt.save_config(self.run_dir, self.cfg)
+        with _catch_sigint(self):
+            while self.epoch < t.epochs:
+                if not self._train_epoch():
+                    self.save()
+                    raise TrainingInterrupted(
+                        f"stopped at epoch {self.epoch + 1}, step {self.step}; state saved in {self.run_dir}; "
+                        f"continue with `vaelab train --resume {self.run_dir}`")
+                self.epoch += 1
+                self.history.append(self._epoch_record())
+                self.pos, self.perm = 0, None
+                self.sums = {"neg_elbo": 0.0, "rec": 0.0, "kl": 0.0, "n": 0, "seconds": 0.0}
+                self.save()
+                r = self.history[-1]
+                self.log(f"epoch {r['epoch']:>3}  train neg_elbo {r['train_neg_elbo']:.2f}  "
+                         f"{self.eval_split} neg_elbo {r[self.eval_split + '_neg_elbo']:.2f} "
+                         f"(rec {r[self.eval_split + '_rec']:.2f}, kl {r[self.eval_split + '_kl']:.2f})  "
+                         f"{r['train_seconds']:.1f}s")
+        return self.history
+
+    def _train_epoch(self) -> bool:
+        """Run the rest of the current epoch; False if a stop was requested mid-way."""
+        t, model, opt = self.cfg.train, self.model, self.optimizer
+        n, bs = self.train_x.shape[0], t.batch_size
+        if self.perm is None:
+            self.perm = torch.randperm(n, device=self.device)
+        steps_total = math.ceil(n / bs)
+        model.train()
+        acc = torch.zeros(3, device=self.device, dtype=torch.float64)  # summed neg_elbo, rec, kl
+        acc_n = 0
+        start = time.perf_counter()
+        bar = tqdm(total=steps_total, initial=self.pos // bs, desc=f"epoch {self.epoch + 1}/{t.epochs}",
+                   disable=not self.progress, leave=False, unit="step", file=sys.stderr)
+        stopped = False
+        try:
+            while self.pos < n:
+                idx = self.perm[self.pos:self.pos + bs]
+                x = self.train_x[idx]
+                if self.dynamic:
+                    x = torch.bernoulli(x)
+                loss, terms = elbo_loss(model, x, t.samples, t.kl, t.beta)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if t.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip, foreach=True)
+                opt.step()
+                with torch.no_grad():
+                    acc += torch.stack([terms["neg_elbo"].sum(), terms["rec"].sum(), terms["kl"].sum()])
+                acc_n += x.shape[0]
+                self.pos += x.shape[0]
+                self.step += 1
+                if self.step % SYNC_EVERY == 0 or self.pos >= n:
+                    self._check_finite(acc)
+                    bar.set_postfix(neg_elbo=f"{(self.sums['neg_elbo'] + acc[0].item()) / (self.sums['n'] + acc_n):.2f}")
+                    bar.update(math.ceil(self.pos / bs) - bar.n)
+                if self.on_step is not None:
+                    self.on_step(self)
+                if self.stop_requested:
+                    stopped = True
+                    break
+        finally:
+            bar.close()
+        self._check_finite(acc)
+        totals = acc.tolist()
+        for key, value in zip(("neg_elbo", "rec", "kl"), totals):
+            self.sums[key] += value
+        self.sums["n"] += acc_n
+        self.sums["seconds"] += time.perf_counter() - start
+        return not stopped
+
+    def _check_finite(self, acc: torch.Tensor) -> None:
+        if not torch.isfinite(acc).all():
+            raise NonFiniteLoss(
+                f"the loss became NaN or infinite near step {self.step} (epoch {self.epoch + 1}); nothing was "
+                f"saved from this epoch, the last good checkpoint in {self.run_dir} is intact. "
+                "Try a lower --lr or --grad-clip 10")
+
+    def _epoch_record(self) -> dict:
+        s = self.sums
+        start = time.perf_counter()
+        ev = evaluate_elbo(self.model, self.eval_x, self.cfg.train.eval_batch_size, kl=self.cfg.train.kl)
+        rec = {"epoch": self.epoch, "step": self.step,
+               "train_neg_elbo": s["neg_elbo"] / s["n"], "train_rec": s["rec"] / s["n"],
+               "train_kl": s["kl"] / s["n"]}
+        rec.update({f"{self.eval_split}_{k}": ev[k] for k in ("neg_elbo", "rec", "kl")})
+        rec.update({"train_seconds": s["seconds"], "eval_seconds": time.perf_counter() - start})
+        return rec
+
+
+def prepare_run_dir(run_dir: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    run_dir = Path(run_dir)
+    if resume:
+        if not (run_dir / ckpt.RESUME).is_file():
+            raise VaelabError(f"cannot resume: {run_dir} has no {ckpt.RESUME}; start it with `vaelab train --out {run_dir}`")
+        return run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise VaelabError(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it")
+        for name in (ckpt.CONFIG, ckpt.WEIGHTS, ckpt.RESUME, ckpt.METRICS):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
