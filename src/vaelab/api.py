@@ -18,7 +18,7 @@ from . import checkpoint as ckpt
 from .config import Config
 from .dataprep import load_inputs
 from .errors import VaelabError
-from .evaluation import encode_all, evaluate_elbo
+from .evaluation import active_units, encode_all, evaluate_elbo, evaluate_nll
 from .model import VAE
 from .training import Trainer, prepare_run_dir, resolve_device
 
@@ -66,13 +66,22 @@ def load_run(run: str | Path, device: str = "auto", data_dir: str | None = None)
     return cfg, model
 
 
-def evaluate(run: str | Path, split: str = "test", *, samples: int = 1, device: str = "auto",
-             data_dir: str | None = None, seed: int = 0) -> dict:
-    """`neg_elbo`, `rec`, `kl` (nats per example) of a trained run on a data split."""
+def evaluate(run: str | Path, split: str = "test", *, samples: int = 1, iw_samples: int | None = None,
+             max_memory: int = 2 * 2**30, device: str = "auto", data_dir: str | None = None, seed: int = 0,
+             progress: bool = False) -> dict:
+    """`neg_elbo`, `rec`, `kl` (nats per example) of a trained run on a data split, the number of
+    active units, and with `iw_samples` = K the importance-sampled `nll` (-mean L_K)."""
     cfg, model = load_run(run, device, data_dir)
+    if iw_samples is not None and iw_samples < 1:
+        raise VaelabError(f"--iw-samples must be at least 1, got {iw_samples}")
     x = load_inputs(cfg.data, split).images
-    result = evaluate_elbo(model, x, cfg.train.eval_batch_size, samples=samples, kl=cfg.train.kl, seed=seed)
-    return {"split": split, "dataset": cfg.data.dataset, **result}
+    result = {"split": split, "dataset": cfg.data.dataset,
+              **evaluate_elbo(model, x, cfg.train.eval_batch_size, samples=samples, kl=cfg.train.kl, seed=seed)}
+    mu = model.latent.mean(encode_all(model, x, cfg.train.eval_batch_size))
+    result["active_units"] = active_units(mu)
+    if iw_samples is not None:
+        result.update(evaluate_nll(model, x, iw_samples, max_memory=max_memory, seed=seed, progress=progress))
+    return result
 
 
 def encode(run: str | Path, split: str = "test", *, device: str = "auto", data_dir: str | None = None) -> dict:

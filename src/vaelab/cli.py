@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--samples", type=int, default=1, help="Monte-Carlo samples of z per point (default: 1)")
+    p.add_argument("--iw-samples", type=int, nargs="?", const=5000, default=None, metavar="K",
+                   help="also estimate log p(x) with K importance samples per point and report nll "
+                        "(K = 5000 when given without a value, as in the IWAE tables)")
+    p.add_argument("--max-memory", type=_bytes, default="2G", metavar="SIZE",
+                   help="memory budget of one decoder pass for --iw-samples, e.g. 512M, 2G (default: 2G)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
 
@@ -94,6 +99,15 @@ def _field_help(f: dataclasses.Field) -> str:
     return f"{f.metadata['help']} (default: {shown})"
 
 
+def _bytes(text: str) -> int:
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} as a size such as 512M or 2G") from None
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
@@ -132,13 +146,18 @@ def cmd_evaluate(args) -> int:
     from .api import evaluate
     if args.samples < 1:
         raise VaelabError(f"--samples must be at least 1, got {args.samples}")
-    result = evaluate(args.run, args.split, samples=args.samples, device=args.device, data_dir=args.data_dir,
-                      seed=args.seed)
+    result = evaluate(args.run, args.split, samples=args.samples, iw_samples=args.iw_samples,
+                      max_memory=args.max_memory, device=args.device, data_dir=args.data_dir, seed=args.seed,
+                      progress=not args.json or sys.stderr.isatty())
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{result['dataset']} {args.split} ({result['n']} points): neg_elbo {result['neg_elbo']:.2f} "
-              f"± {result['neg_elbo_stderr']:.2f}  rec {result['rec']:.2f}  kl {result['kl']:.2f}  (nats per example)")
+        return 0
+    print(f"{result['dataset']} {args.split} ({result['n']} points), nats per example:")
+    print(f"  neg_elbo {result['neg_elbo']:.2f} ± {result['neg_elbo_stderr']:.2f}  "
+          f"(rec {result['rec']:.2f}, kl {result['kl']:.2f})")
+    if "nll" in result:
+        print(f"  nll      {result['nll']:.2f} ± {result['nll_stderr']:.2f}  (k = {result['iw_samples']})")
+    print(f"  active units {result['active_units']}")
     return 0
 
 

@@ -42,6 +42,11 @@ class GaussianLatent:
         mu, logvar = self.split(params)
         return -0.5 * (((z - mu) ** 2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
 
+    def propose(self, params, n: int):
+        """n samples from q(z|x) and their log-density: the importance-sampling proposal."""
+        z = self.rsample(params, n)
+        return z, self.log_q(z, params)
+
     def log_prior(self, z):
         return -0.5 * (z ** 2 + LOG_2PI).sum(-1)
 

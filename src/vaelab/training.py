@@ -29,7 +29,8 @@ from .dataprep import eval_split_for, load_inputs
 from .errors import VaelabError
 from .evaluation import evaluate_elbo
 from .model import VAE
-from .objectives import elbo_loss
+from .objectives import OBJECTIVES
+from .schedules import describe, learning_rate
 
 SYNC_EVERY = 50
 
@@ -120,7 +121,7 @@ class Trainer:
         self.optimizer = make_optimizer(cfg, self.model)
         self.epoch, self.step, self.pos = 0, 0, 0       # completed epochs, steps; position in epoch
         self.perm: torch.Tensor | None = None
-        self.sums = {"neg_elbo": 0.0, "rec": 0.0, "kl": 0.0, "n": 0, "seconds": 0.0}
+        self.sums = self._zero_sums()
         self.history: list[dict] = []
         if resume:
             state, extra = ckpt.load_resume(self.run_dir, self.model, self.optimizer)
@@ -155,13 +156,14 @@ class Trainer:
                 self.epoch += 1
                 self.history.append(self._epoch_record())
                 self.pos, self.perm = 0, None
-                self.sums = {"neg_elbo": 0.0, "rec": 0.0, "kl": 0.0, "n": 0, "seconds": 0.0}
+                self.sums = self._zero_sums()
                 self.save()
                 r = self.history[-1]
-                self.log(f"epoch {r['epoch']:>3}  train neg_elbo {r['train_neg_elbo']:.2f}  "
+                train_key = "train_neg_iwae" if "train_neg_iwae" in r else "train_neg_elbo"
+                self.log(f"epoch {r['epoch']:>3}  {train_key.removeprefix('train_')} {r[train_key]:.2f}  "
                          f"{self.eval_split} neg_elbo {r[self.eval_split + '_neg_elbo']:.2f} "
                          f"(rec {r[self.eval_split + '_rec']:.2f}, kl {r[self.eval_split + '_kl']:.2f})  "
-                         f"{r['train_seconds']:.1f}s")
+                         f"{r['train_seconds']:.1f}s  {describe(t.lr_schedule, self.epoch - 1)}".rstrip())
         return self.history
 
     def _train_epoch(self) -> bool:
@@ -171,8 +173,11 @@ class Trainer:
         if self.perm is None:
             self.perm = torch.randperm(n, device=self.device)
         steps_total = math.ceil(n / bs)
+        objective = OBJECTIVES[t.objective]
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(t.lr, t.lr_schedule, self.epoch)
         model.train()
-        acc = torch.zeros(3, device=self.device, dtype=torch.float64)  # summed neg_elbo, rec, kl
+        acc = None  # per-term sums over the epoch, kept on the device: no sync per step
         acc_n = 0
         start = time.perf_counter()
         bar = tqdm(total=steps_total, initial=self.pos // bs, desc=f"epoch {self.epoch + 1}/{t.epochs}",
@@ -184,20 +189,23 @@ class Trainer:
                 x = self.train_x[idx]
                 if self.dynamic:
                     x = torch.bernoulli(x)
-                loss, terms = elbo_loss(model, x, t.samples, t.kl, t.beta)
+                loss, terms = objective(model, x, t)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if t.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip, foreach=True)
                 opt.step()
                 with torch.no_grad():
-                    acc += torch.stack([terms["neg_elbo"].sum(), terms["rec"].sum(), terms["kl"].sum()])
+                    sums = torch.stack([v.detach().sum() for v in terms.values()]).double()
+                    acc = sums if acc is None else acc + sums
                 acc_n += x.shape[0]
                 self.pos += x.shape[0]
                 self.step += 1
                 if self.step % SYNC_EVERY == 0 or self.pos >= n:
                     self._check_finite(acc)
-                    bar.set_postfix(neg_elbo=f"{(self.sums['neg_elbo'] + acc[0].item()) / (self.sums['n'] + acc_n):.2f}")
+                    shown = next(iter(terms))  # the objective's headline term
+                    running = (self.sums["terms"].get(shown, 0.0) + acc[0].item()) / (self.sums["n"] + acc_n)
+                    bar.set_postfix({shown: f"{running:.2f}"})
                     bar.update(math.ceil(self.pos / bs) - bar.n)
                 if self.on_step is not None:
                     self.on_step(self)
@@ -206,10 +214,10 @@ class Trainer:
                     break
         finally:
             bar.close()
-        self._check_finite(acc)
-        totals = acc.tolist()
-        for key, value in zip(("neg_elbo", "rec", "kl"), totals):
-            self.sums[key] += value
+        if acc is not None:
+            self._check_finite(acc)
+            for key, value in zip(terms, acc.tolist()):
+                self.sums["terms"][key] = self.sums["terms"].get(key, 0.0) + value
         self.sums["n"] += acc_n
         self.sums["seconds"] += time.perf_counter() - start
         return not stopped
@@ -221,13 +229,17 @@ class Trainer:
                 f"saved from this epoch, the last good checkpoint in {self.run_dir} is intact. "
                 "Try a lower --lr or --grad-clip 10")
 
+    @staticmethod
+    def _zero_sums() -> dict:
+        return {"terms": {}, "n": 0, "seconds": 0.0}
+
     def _epoch_record(self) -> dict:
         s = self.sums
         start = time.perf_counter()
         ev = evaluate_elbo(self.model, self.eval_x, self.cfg.train.eval_batch_size, kl=self.cfg.train.kl)
         rec = {"epoch": self.epoch, "step": self.step,
-               "train_neg_elbo": s["neg_elbo"] / s["n"], "train_rec": s["rec"] / s["n"],
-               "train_kl": s["kl"] / s["n"]}
+               "lr": learning_rate(self.cfg.train.lr, self.cfg.train.lr_schedule, self.epoch - 1)}
+        rec.update({f"train_{k}": v / s["n"] for k, v in s["terms"].items()})
         rec.update({f"{self.eval_split}_{k}": ev[k] for k in ("neg_elbo", "rec", "kl")})
         rec.update({"train_seconds": s["seconds"], "eval_seconds": time.perf_counter() - start})
         return rec

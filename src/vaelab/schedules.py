@@ -1,0 +1,31 @@
+"""Schedules: values that depend only on the position in training (epoch, step), so a resumed
+run recomputes them and continues exactly."""
+
+from __future__ import annotations
+
+IWAE_STAGES = 8  # i = 0..7
+
+
+def iwae_stage(epoch: int) -> tuple[int, int, int]:
+    """(stage i, epoch within the stage, stage length 3^i) for a 0-based epoch of the IWAE
+    paper's schedule: 3^i epochs at stage i, 3280 epochs in all; past the end stays at i = 7."""
+    start = 0
+    for i in range(IWAE_STAGES):
+        if epoch < start + 3 ** i or i == IWAE_STAGES - 1:
+            return i, epoch - start, 3 ** i
+        start += 3 ** i
+    raise AssertionError("unreachable")
+
+
+def learning_rate(base_lr: float, schedule: str, epoch: int) -> float:
+    """Learning rate for the 0-based `epoch`."""
+    if schedule == "iwae":
+        return base_lr * 10 ** (-iwae_stage(epoch)[0] / 7)
+    return base_lr
+
+
+def describe(schedule: str, epoch: int) -> str:
+    if schedule != "iwae":
+        return ""
+    i, within, length = iwae_stage(epoch)
+    return f"lr stage {i}/{IWAE_STAGES - 1}, epoch {within + 1} of {length}"
