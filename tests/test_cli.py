@@ -155,3 +155,33 @@ def test_evaluate_bad_input(run, tmp_path, data_dir):
     no_weights.mkdir()
     shutil.copy(run / "config.json", no_weights / "config.json")
     assert_user_error(vaelab("evaluate", no_weights, "--iw-samples", "10", data_dir=data_dir), "no saved weights")
+
+
+def test_ctrl_c_saves_and_resume_finishes(tmp_path, data_dir):
+    import signal
+    import time
+
+    out = tmp_path / "interrupted"
+    env = dict(os.environ, VAELAB_DATA_DIR=data_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "vaelab", "train", "--hidden", "32", "--latent-dim", "2",
+                             "--batch-size", "100", "--epochs", "50", "--device", "cpu", "--out", str(out),
+                             "--no-progress"], stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    line = ""
+    while "epoch   1" not in line and time.monotonic() < deadline:  # first epoch saved
+        line = proc.stderr.readline()
+        assert line or proc.poll() is None, "training exited before its first epoch"
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, err
+    assert "Traceback" not in err
+    assert f"vaelab train --resume {out}" in err
+    from safetensors import safe_open
+    with safe_open(str(out / "resume.safetensors"), "pt") as f:  # whole and readable
+        state = json.loads(f.metadata()["vaelab"])["state"]
+    assert state["epoch"] >= 1 and state["step"] >= 500
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    done = vaelab("train", "--resume", out, "--epochs", "2", "--no-progress", data_dir=data_dir)
+    assert done.returncode == 0, done.stderr
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs[:2] == [1, 2]
