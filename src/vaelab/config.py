@@ -48,10 +48,14 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    network: str = opt("mlp", "--model", "encoder/decoder network family", choices=["mlp"])
+    network: str = opt("mlp", "--model", "encoder/decoder network family: fully connected, or convolutional",
+                       choices=["mlp", "conv"])
     latent: str = opt("gaussian", "--latent", "latent family", choices=["gaussian"])
     latent_dim: int = opt(20, "--latent-dim", "number of latent dimensions")
-    hidden: list[int] = opt([400], "--hidden", "hidden layer sizes, e.g. 400 or 500,500")
+    hidden: list[int] = opt([400], "--hidden", "hidden layer sizes, e.g. 400 or 500,500; with --model conv the fully\n"
+                            "connected layers after the convolutions, may be empty (--hidden '')")
+    channels: list[int] = opt([32, 64], "--channels", "--model conv: output channels of each 3x3 convolution (stride 2\n"
+                              "while the feature map is larger than 2x2), e.g. 32,64")
     activation: str = opt("relu", "--activation", "hidden activation", choices=["tanh", "relu"])
     likelihood: str = opt("bernoulli", "--likelihood", "decoder distribution p(x|z)",
                           choices=["bernoulli", "gaussian"])
@@ -66,8 +70,10 @@ class ModelConfig:
                 raise VaelabError(f"unknown {name} {value!r}; choose one of {', '.join(registry)}")
         if self.latent_dim < 1:
             raise VaelabError(f"--latent-dim must be at least 1, got {self.latent_dim}")
-        if not self.hidden or any(h < 1 for h in self.hidden):
+        if (not self.hidden and self.network != "conv") or any(h < 1 for h in self.hidden):
             raise VaelabError(f"--hidden needs positive layer sizes, got {self.hidden}")
+        if not self.channels or any(c < 1 for c in self.channels):
+            raise VaelabError(f"--channels needs positive channel counts, e.g. 32,64; got {self.channels}")
         if self.activation not in ("tanh", "relu"):
             raise VaelabError(f"unknown --activation {self.activation!r}; choose tanh or relu")
 
@@ -214,6 +220,18 @@ PRESETS: dict[str, dict] = {
         "model": {"hidden": [200, 200], "latent_dim": 50, "activation": "tanh", "likelihood": "bernoulli"},
         "train": {"optimizer": "adam", "lr": 1e-3, "adam_betas": [0.9, 0.999], "adam_eps": 1e-4,
                   "batch_size": 20, "epochs": 3280, "lr_schedule": "iwae", "samples": 1},
+    },
+    # A small convolutional VAE on MNIST after the TensorFlow "Convolutional Variational
+    # Autoencoder" tutorial (tensorflow.org/tutorials/generative/cvae) and the Keras VAE example:
+    # two 3x3 stride-2 relu convolutions with 32 and 64 channels (28 -> 14 -> 7), the flattened
+    # 7x7x64 map straight to q(z|x) (no dense hidden layer), the decoder the mirror image with
+    # transposed convolutions, Bernoulli logits. Latent 16, Adam 1e-3 and batch 128 as
+    # pytorch-examples, dynamic binarization (the library default), 10 epochs.
+    "cnn-mnist": {
+        "data": {"dataset": "mnist", "binarize": "dynamic"},
+        "model": {"network": "conv", "channels": [32, 64], "hidden": [], "latent_dim": 16,
+                  "activation": "relu", "likelihood": "bernoulli"},
+        "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "epochs": 10},
     },
     # Kingma & Welling (2014), Frey Face: Gaussian decoder with sigmoid means, 200 tanh units.
     "aevb-frey": {

@@ -65,10 +65,11 @@ def encode_all(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> torch.Ten
 # -- the marginal likelihood -------------------------------------------------------------------
 
 def bytes_per_sample(model: VAE) -> int:
-    """Memory for one (point, sample) pair in the decoder pass: hidden activations, the
-    likelihood parameters, a few pixel-sized temporaries and z, in float32."""
+    """Memory for one (point, sample) pair in the decoder pass: hidden activations (the outputs of
+    its linear and convolution layers, and of the activations after them), the likelihood
+    parameters, a few pixel-sized temporaries and z, in float32."""
     pixels = n_pixels(model)
-    hidden = sum(m.out_features for m in model.decoder.modules() if isinstance(m, torch.nn.Linear))
+    hidden = sum(math.prod(out[1:]) for _, _, out in model.layer_shapes("decoder"))
     return 4 * (2 * hidden + (model.likelihood.n_params + 3) * pixels + 4 * model.latent.dim)
 
 

@@ -30,9 +30,10 @@ class VAE(nn.Module):
         self.latent = LATENTS[cfg.latent](cfg.latent_dim)
         self.likelihood = LIKELIHOODS[cfg.likelihood]()
         encoder_cls, decoder_cls = NETWORKS[cfg.network]
-        self.encoder = encoder_cls(self.input_shape, self.latent.n_params, cfg.hidden, cfg.activation)
+        self.encoder = encoder_cls(self.input_shape, self.latent.n_params, cfg.hidden, cfg.activation,
+                                   channels=cfg.channels)
         self.decoder = decoder_cls(self.latent.dim, self.input_shape, self.likelihood.n_params,
-                                   cfg.hidden, cfg.activation)
+                                   cfg.hidden, cfg.activation, channels=cfg.channels)
 
     @property
     def device(self) -> torch.device:
@@ -80,10 +81,43 @@ class VAE(nn.Module):
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def layer_shapes(self, part: str | None = None) -> list[tuple[nn.Module, tuple, tuple]]:
+        """(layer, input shape, output shape) of every linear and convolution layer, in call
+        order, on one example (batch of 1): the encoder on an image, the decoder on one z.
+        `part` = "encoder" or "decoder" limits it to that network."""
+        kinds = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+        found: list[tuple[nn.Module, tuple, tuple]] = []
+        parts = {"encoder": self.encoder, "decoder": self.decoder}
+        nets = [parts[part]] if part else list(parts.values())
+        hooks = [m.register_forward_hook(lambda m, i, o: found.append((m, tuple(i[0].shape), tuple(o.shape))))
+                 for net in nets for m in net.modules() if isinstance(m, kinds)]
+        try:
+            with torch.no_grad():
+                if part in (None, "encoder"):
+                    self.encoder(torch.zeros(1, *self.input_shape, device=self.device))
+                if part in (None, "decoder"):
+                    self.decoder(torch.zeros(1, self.latent.dim, device=self.device))
+        finally:
+            for h in hooks:
+                h.remove()
+        return found
+
     def flops_per_example(self) -> int:
-        """Multiply-adds x 2 of one forward pass (linear layers), for benchmarks."""
-        return sum(2 * m.in_features * m.out_features for m in self.modules()
-                   if isinstance(m, nn.Linear))
+        """2 x multiply-adds of one forward pass (encoder, then decoder on one z) through the
+        linear and convolution layers, for benchmarks; elementwise work is not counted.
+        Linear: in x out. Conv2d: output elements x in_channels/groups x kernel area (each output
+        is a dot product). ConvTranspose2d: input elements x out_channels/groups x kernel area
+        (each input scatters a kernel into every output channel)."""
+        total = 0
+        for m, shape_in, shape_out in self.layer_shapes():
+            if isinstance(m, nn.Linear):
+                total += m.in_features * m.out_features
+            elif isinstance(m, nn.ConvTranspose2d):
+                total += math.prod(shape_in) * m.out_channels // m.groups * math.prod(m.kernel_size)
+            else:
+                total += math.prod(shape_out) * m.in_channels // m.groups * math.prod(m.kernel_size)
+        return 2 * total
+
 
 
 def n_pixels(model: VAE) -> int:

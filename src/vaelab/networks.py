@@ -26,7 +26,7 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
 
 
 class MLPEncoder(nn.Module):
-    def __init__(self, input_shape, n_out: int, hidden: list[int], activation: str):
+    def __init__(self, input_shape, n_out: int, hidden: list[int], activation: str, channels=()):
         super().__init__()
         self.net = mlp([math.prod(input_shape), *hidden, n_out], activation)
 
@@ -35,7 +35,8 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    def __init__(self, n_in: int, output_shape, n_params: int, hidden: list[int], activation: str):
+    def __init__(self, n_in: int, output_shape, n_params: int, hidden: list[int], activation: str,
+                 channels=()):
         super().__init__()
         # The decoder mirrors the encoder: hidden sizes in reverse order.
         self.net = mlp([n_in, *reversed(hidden), n_params * math.prod(output_shape)], activation)
@@ -44,5 +45,79 @@ class MLPDecoder(nn.Module):
         return self.net(z)
 
 
-# name -> (encoder class, decoder class)
-NETWORKS = {"mlp": (MLPEncoder, MLPDecoder)}
+# -- convolutional ------------------------------------------------------------------------------
+#
+# Every shape comes from the input: a plan of feature-map sizes is computed once from (H, W) and
+# shared by the encoder and the decoder, so the decoder's transposed convolutions land on
+# exactly (H, W) for any size (28x20 -> 14x10 -> 7x5 and back) with no cropping or padding.
+
+KERNEL = 3  # 3x3 kernels, padding 1: a stride-1 layer keeps the size, a stride-2 layer gives ceil(n / 2)
+
+
+def conv_plan(size: tuple[int, int], n_layers: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Feature-map sizes [(H, W), after layer 1, ...] and per-layer strides for `n_layers` 3x3
+    convolutions. A side is halved (stride 2) while it is larger than 2, then kept (stride 1), so
+    small or narrow images never shrink to nothing."""
+    sizes, strides = [tuple(size)], []
+    for _ in range(n_layers):
+        stride = tuple(2 if n > 2 else 1 for n in sizes[-1])
+        strides.append(stride)
+        sizes.append(tuple((n - 1) // s + 1 for n, s in zip(sizes[-1], stride)))  # ceil(n / s)
+    return sizes, strides
+
+
+class ConvEncoder(nn.Module):
+    """One 3x3 convolution per entry of `channels` (stride 2 while the map is larger than 2),
+    each followed by the activation; then fully connected layers `hidden` (may be empty) to the
+    n_out parameters of q(z|x). As the TensorFlow CVAE tutorial and the Keras VAE example."""
+
+    def __init__(self, input_shape, n_out: int, hidden: list[int], activation: str, channels=(32, 64)):
+        super().__init__()
+        c, h, w = input_shape
+        sizes, strides = conv_plan((h, w), len(channels))
+        layers: list[nn.Module] = []
+        for c_in, c_out, stride in zip([c, *channels[:-1]], channels, strides):
+            layers += [nn.Conv2d(c_in, c_out, KERNEL, stride, KERNEL // 2), ACTIVATIONS[activation]()]
+        self.conv = nn.Sequential(*layers)
+        self.feature_shape = (channels[-1], *sizes[-1])
+        self.head = mlp([math.prod(self.feature_shape), *hidden, n_out], activation)
+
+    def forward(self, x):
+        return self.head(self.conv(x).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """The encoder mirrored: fully connected layers (reversed `hidden`) to the encoder's last
+    feature map, then one 3x3 transposed convolution per entry of `channels` in reverse, the
+    last giving n_params * C maps of exactly the input size: (B, n_params * C, H, W), flattened,
+    which is the channel-block layout the likelihoods expect."""
+
+    def __init__(self, n_in: int, output_shape, n_params: int, hidden: list[int], activation: str,
+                 channels=(32, 64)):
+        super().__init__()
+        c, h, w = output_shape
+        sizes, strides = conv_plan((h, w), len(channels))
+        self.feature_shape = (channels[-1], *sizes[-1])
+        self.fc = nn.Sequential(mlp([n_in, *reversed(hidden), math.prod(self.feature_shape)], activation),
+                                ACTIVATIONS[activation]())
+        c_ins = list(reversed(channels))
+        c_outs = [*reversed(channels[:-1]), n_params * c]
+        layers: list[nn.Module] = []
+        for i, (c_in, c_out) in enumerate(zip(c_ins, c_outs)):
+            layer = len(channels) - 1 - i              # undo encoder layer `layer`: sizes[layer+1] -> sizes[layer]
+            stride, src, dst = strides[layer], sizes[layer + 1], sizes[layer]
+            # a transposed 3x3 conv with padding 1 gives (n - 1) * s + 1 + output_padding
+            extra = tuple(d - ((n - 1) * s + 1) for d, n, s in zip(dst, src, stride))
+            assert all(0 <= e < s for e, s in zip(extra, stride)), (dst, src, stride)
+            layers.append(nn.ConvTranspose2d(c_in, c_out, KERNEL, stride, KERNEL // 2, output_padding=extra))
+            if i < len(channels) - 1:
+                layers.append(ACTIVATIONS[activation]())
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.deconv(self.fc(z).view(-1, *self.feature_shape)).flatten(1)
+
+
+# name -> (encoder class, decoder class). Both take (shapes..., hidden, activation, channels);
+# the MLP ignores channels.
+NETWORKS = {"mlp": (MLPEncoder, MLPDecoder), "conv": (ConvEncoder, ConvDecoder)}
