@@ -136,7 +136,8 @@ def cmd_train(args) -> int:
         cfg = Config.from_dict(overrides, load_config(out), "command line").validate()
     else:
         cfg = build_config(args.preset, args.config, overrides)
-        out = Path(args.out or f"runs/{args.preset or cfg.data.dataset}")
+        from .data.custom import run_name  # folder:/npy: paths -> their stem, not a path under runs/
+        out = Path(args.out or f"runs/{args.preset or run_name(cfg.data.dataset)}")
     run = train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.no_progress, log=_log)
     _log(f"run saved in {run}  (see: vaelab plot {run}; vaelab evaluate {run})")
     return 0

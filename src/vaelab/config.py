@@ -29,7 +29,9 @@ def opt(default, flag: str | None = None, help: str = "", choices=None, **kw):
 
 @dataclass
 class DataConfig:
-    dataset: str = opt("mnist", "--dataset", "data set: mnist, fashion_mnist, binarized_mnist, frey_face")
+    dataset: str = opt("mnist", "--dataset", "data set: mnist, fashion_mnist, binarized_mnist, frey_face, or your\n"
+                       "own images: folder:PATH (PNG/JPEG files) or npy:PATH (an N x [C x] H x W array),\n"
+                       "split 80/10/10 by a fixed permutation (see vaelab.data.custom)")
     binarize: str = opt("dynamic", "--binarize", "how grey pixels become Bernoulli targets",
                         choices=["none", "dynamic", "static"])
     binarize_seed: int = opt(0, help="seed of the fixed draw for static binarization (and of the evaluation\n"
@@ -37,11 +39,21 @@ class DataConfig:
     full_train: bool = opt(False, "--full-train", "train on train+valid (60000 for MNIST); the per-epoch\n"
                            "evaluation then uses the test split")
     data_dir: str | None = opt(None, "--data-dir", "data directory (default: $VAELAB_DATA_DIR, else ~/.cache/vaelab)")
+    image_size: str | None = opt(None, "--image-size", "resize folder:/npy: images to HxW, e.g. 64x64 (default: keep\n"
+                                 "their size, which must then be the same for all)")
 
     def validate(self):
         from .data import DATASETS
-        if self.dataset not in DATASETS:
-            raise VaelabError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        from .data.custom import is_custom, normalize_source, parse_image_size
+        if is_custom(self.dataset):
+            self.dataset = normalize_source(self.dataset)  # absolute path, so the run works from anywhere
+        elif self.dataset not in DATASETS:
+            raise VaelabError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}, "
+                              "or folder:PATH / npy:PATH for your own images")
+        if self.image_size is not None:
+            if not is_custom(self.dataset):
+                raise VaelabError(f"--image-size applies to folder:PATH and npy:PATH data only, not {self.dataset}")
+            self.image_size = "{}x{}".format(*parse_image_size(self.image_size))
         if self.binarize not in ("none", "dynamic", "static"):
             raise VaelabError(f"unknown binarization {self.binarize!r}; choose none, dynamic or static")
 

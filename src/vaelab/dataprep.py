@@ -32,7 +32,7 @@ def eval_split_for(cfg: DataConfig) -> str:
 
 
 def load_inputs(cfg: DataConfig, split: str, training: bool = False) -> Inputs:
-    s = load_split(cfg.dataset, split, cfg.data_dir, full_train=cfg.full_train)
+    s = load_split(cfg.dataset, split, cfg.data_dir, full_train=cfg.full_train, image_size=cfg.image_size)
     if s.info.binary or s.info.continuous or cfg.binarize == "none":
         return Inputs(s.images, s.labels, False)
     if cfg.binarize == "dynamic" and training:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import VaelabError
+from .custom import is_custom, load_custom_split
 from .download import fetch_file, read_verified
 from .formats import read_amat, read_idx, read_mat_uint8
 from .registry import DATASETS, SPLITS, DatasetInfo, get_info, local_file, resolve_data_dir
@@ -54,8 +55,11 @@ def _amat(info: DatasetInfo, split: str, root: Path, download: bool) -> np.ndarr
 
 
 def load_split(name: str, split: str = "train", data_dir=None, *, download: bool = True,
-               full_train: bool = False) -> Split:
+               full_train: bool = False, image_size=None) -> Split:
     """Load one split of a data set, downloading missing files if ``download``.
+
+    ``folder:PATH`` and ``npy:PATH`` are your own images (resized to ``image_size`` = "HxW" if
+    given), split by a fixed permutation: see :mod:`vaelab.data.custom`.
 
     Splits (``full_train`` only changes "train"):
     - mnist, fashion_mnist: train = first 50000 training images, valid = last 10000, test = the
@@ -67,6 +71,10 @@ def load_split(name: str, split: str = "train", data_dir=None, *, download: bool
     Every file's size and sha256 are checked before it is parsed. Pixels are scaled to [0, 1]
     (x / 255; binarized_mnist is already 0/1).
     """
+    if is_custom(name):
+        return load_custom_split(name, split, full_train=full_train, image_size=image_size)
+    if image_size is not None:
+        raise VaelabError(f"--image-size applies to folder:PATH and npy:PATH data only, not {name}")
     info = get_info(name)
     if split not in SPLITS:
         raise VaelabError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
