@@ -24,7 +24,8 @@ demo: venv
 	$(BIN)/vaelab train --preset pytorch-examples --out $(DEMO_RUN) --overwrite
 	$(BIN)/vaelab evaluate $(DEMO_RUN) --split test
 	$(BIN)/vaelab plot $(DEMO_RUN)
-	@echo "pictures of what the VAE learned are in $(DEMO_RUN)/"
+	@echo "pictures of what the VAE learned are in $(DEMO_RUN)/; all of it in one page (open it in a browser):"
+	$(BIN)/vaelab report $(DEMO_RUN)
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -13,3 +13,26 @@ def data_dir() -> str:
     if not (Path(d) / "mnist" / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"MNIST files not found under {d}; set VAELAB_TEST_DATA_DIR to the data directory")
     return d
+
+
+def _tiny_run(root: Path, data_dir: str, dataset: str, **model) -> Path:
+    import vaelab
+    cfg = vaelab.build_config(overrides={
+        "data": {"dataset": dataset, "data_dir": data_dir},
+        "model": {"hidden": [32], "latent_dim": 2, **model},
+        "train": {"epochs": 1, "batch_size": 500, "device": "cpu"}})
+    return vaelab.train(cfg, root / "run", progress=False, log=lambda msg: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, data_dir) -> Path:
+    """A real run in seconds, shared by the picture, report and browser tests: MNIST, 32 hidden
+    units, a 2-D Gaussian latent, one epoch in batches of 500."""
+    return _tiny_run(tmp_path_factory.mktemp("tiny_run"), data_dir, "mnist")
+
+
+@pytest.fixture(scope="session")
+def tiny_frey_run(tmp_path_factory, data_dir) -> Path:
+    """Unlabelled data, a Gaussian decoder and a 5-D latent: Frey Face, one epoch (4 steps)."""
+    return _tiny_run(tmp_path_factory.mktemp("tiny_frey"), data_dir, "frey_face", latent_dim=5,
+                     likelihood="gaussian")

@@ -122,15 +122,116 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     return with_suffix
 
 
-def plot(run: str | Path, *, device: str = "auto", data_dir: str | None = None, n: int = 64) -> list[Path]:
-    """Training curves, a sample grid and reconstructions as PNGs in the run directory."""
-    from .viz import save_curves, save_grid, save_recon
+def _pictures(what) -> tuple[str, ...]:
+    from .viz import PICTURES
+    if what is None:
+        return PICTURES
+    names = [w.strip() for w in (what.split(",") if isinstance(what, str) else what) if w.strip()]
+    unknown = [w for w in names if w not in PICTURES]
+    if unknown or not names:
+        raise VaelabError(f"unknown picture {', '.join(map(repr, unknown)) or '(none given)'}; "
+                          f"choose from {','.join(PICTURES)}")
+    return tuple(p for p in PICTURES if p in names)
+
+
+def plot(run: str | Path, *, what=None, device: str = "auto", data_dir: str | None = None, n: int = 64,
+         seed: int = 0) -> list[Path]:
+    """The pictures of a run as PNGs in its directory; `what` is a subset of curves, samples,
+    reconstructions, manifold, latents (a list or comma-separated; default all). Returns the
+    paths written. See vaelab.viz.pictures for what each shows."""
+    from . import viz
+    what = _pictures(what)
     run = Path(run)
+    cfg, model = load_run(run, device, data_dir)
+    view = viz.latent_view(model)
     paths = []
-    history = ckpt.read_metrics(run)
-    if history:
-        paths.append(save_curves(history, run / "curves.png", title=str(run)))
-    paths.append(save_grid(sample(run, n, device=device), run / "samples.png"))
-    x, r = reconstruct(run, "test", 32, device=device, data_dir=data_dir)
-    paths.append(save_recon(x, r, run / "reconstructions.png"))
+    if "curves" in what:
+        history = ckpt.read_metrics(run)
+        if history:
+            paths.append(viz.save_curves(history, run / "curves.png", title=f"{run.name}  ({cfg.data.dataset})"))
+    if "samples" in what:
+        paths.append(viz.save_samples(model, run / "samples.png", n, seed))
+    plane = view.kind == "gaussian" and view.dim == 2
+    inputs = params = None
+    if "reconstructions" in what or "latents" in what or ("manifold" in what and not plane):
+        inputs = load_inputs(cfg.data, "test")
+    if "reconstructions" in what:
+        paths.append(viz.save_reconstructions(model, inputs.images[:32], run / "reconstructions.png"))
+    if "latents" in what or ("manifold" in what and not plane):
+        params = encode_all(model, inputs.images, cfg.train.eval_batch_size)
+    if "manifold" in what:
+        if plane:
+            paths.append(viz.save_manifold_2d(model, run / "manifold.png"))
+        elif view.kind == "categorical":
+            from .viz.latent import class_probs
+            base = class_probs(model, params[:1], view).argmax(-1)[0]
+            paths.append(viz.save_categorical_traversal(model, view, base, run / "manifold.png"))
+        else:
+            paths.append(viz.save_traversals(model, model.latent.mean(params), run / "manifold.png"))
+    if "latents" in what:
+        if view.kind == "categorical":
+            paths.append(viz.save_class_usage(model, params, view, run / "latents.png"))
+        else:
+            paths.append(viz.save_latent_scatter(model.latent.mean(params), inputs.labels, run / "latents.png",
+                                                 dataset=cfg.data.dataset))
     return paths
+
+
+def save_evaluation(run: str | Path, result: dict, **settings) -> Path:
+    """Keep an `evaluate` result in the run as evaluation_<split>.json (atomic), with the
+    settings that produced it, for `vaelab report`."""
+    import json
+    path = Path(run) / f"evaluation_{result['split']}.json"
+    ckpt.atomic_write_text(path, json.dumps({**result, **settings}, indent=2) + "\n")
+    return path
+
+
+def report(run: str | Path, *, device: str = "auto", data_dir: str | None = None) -> Path:
+    """RUN/report.html: one self-contained page with the pictures (drawn first when missing or
+    older than the weights), the saved evaluations, the metrics of every epoch and the config."""
+    import json
+    from .viz import PICTURES
+    from .viz.report import write_report
+    run = Path(run)
+    cfg = ckpt.load_config(run)
+    history = ckpt.read_metrics(run)
+    weights = run / ckpt.WEIGHTS
+    newest = max((p.stat().st_mtime for p in (weights, run / ckpt.METRICS) if p.is_file()), default=0.0)
+    stale = [p for p in PICTURES if not (run / f"{p}.png").is_file() or (run / f"{p}.png").stat().st_mtime < newest]
+    if stale == ["curves"] and not history:
+        stale = []
+    if stale:
+        plot(run, what=stale, device=device, data_dir=data_dir)
+    evaluations = {}
+    for path in sorted(run.glob("evaluation_*.json")):
+        try:
+            evaluations[path.stem.removeprefix("evaluation_")] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a damaged side file does not stop the report
+    kind = cfg.model.latent if cfg.model.latent != "gaussian" else \
+        ("gaussian2" if cfg.model.latent_dim == 2 else "gaussian")
+    pictures = [(p, run / f"{p}.png") for p in PICTURES if (run / f"{p}.png").is_file()]
+    return write_report(run / "report.html", title=run.resolve().name, config=cfg.to_dict(), history=history,
+                        evaluations=evaluations, pictures=pictures, kind=kind, version=_package_version())
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("vaelab")
+    except PackageNotFoundError:
+        return ""
+
+
+def explorer(run: str | Path, *, device: str = "auto", data_dir: str | None = None):
+    """The model side of `vaelab explore` (vaelab.viz.explore.Explorer), with the test posterior
+    means when the data is at hand (to start from and to draw), else without."""
+    from .viz.explore import Explorer
+    cfg, model = load_run(run, device, data_dir)
+    params = labels = None
+    try:
+        inputs = load_inputs(cfg.data, "test")
+        params, labels = encode_all(model, inputs.images, cfg.train.eval_batch_size), inputs.labels
+    except VaelabError:
+        pass
+    return Explorer(model, params, labels)

@@ -78,8 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("-o", "--output", default=None, help="NPZ file (default: RUN/z_<split>.npz)")
 
-    p = sub.add_parser("plot", help="training curves, samples and reconstructions as PNGs in the run directory")
+    p = sub.add_parser("plot", help="pictures of what the VAE learned, as PNGs in the run directory",
+                       description="Write RUN/<picture>.png for each picture asked for: curves (training curves), "
+                                   "samples (prior samples beside decoder means), reconstructions, manifold (the "
+                                   "2-D latent manifold, or traversals of the most active dimensions), latents "
+                                   "(test posterior means by class, or categorical class usage).")
     _add_run_args(p)
+    p.add_argument("--what", default="curves,samples,reconstructions,manifold,latents", metavar="LIST",
+                   help="comma-separated pictures (default: curves,samples,reconstructions,manifold,latents)")
+
+    p = sub.add_parser("report", help="one self-contained report.html about a run (pictures, metrics, config)",
+                       description="Write RUN/report.html: pictures (drawn first when missing or older than the "
+                                   "weights), saved `vaelab evaluate` results, metrics per epoch and the config, "
+                                   "in one file that opens from disk without network.")
+    _add_run_args(p)
+
+    p = sub.add_parser("explore", help="a local web page to move through the latent space and see the decoded image",
+                       description="Serve a page on 127.0.0.1 where moving a point over the 2-D latent plane, a "
+                                   "slider per latent dimension, or a class per categorical variable decodes the "
+                                   "image at once. Ctrl-C stops it.")
+    _add_run_args(p)
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: 0, a free one)")
 
     p = sub.add_parser("data", help="list or download data sets")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=Parser)
@@ -150,6 +169,7 @@ def cmd_evaluate(args) -> int:
     result = evaluate(args.run, args.split, samples=args.samples, iw_samples=args.iw_samples,
                       max_memory=args.max_memory, device=args.device, data_dir=args.data_dir, seed=args.seed,
                       progress=not args.json or sys.stderr.isatty())
+    _save_evaluation(args, result)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -188,10 +208,47 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def _save_evaluation(args, result: dict) -> None:
+    """Keep the result in RUN/evaluation_<split>.json for `vaelab report`; a run folder that
+    cannot be written to only costs a warning."""
+    from .api import save_evaluation
+    try:
+        save_evaluation(args.run, result, samples=args.samples, seed=args.seed)
+    except OSError as e:
+        _log(f"vaelab: warning: could not save the result in {args.run} ({e})")
+
+
 def cmd_plot(args) -> int:
     from .api import plot
-    for path in plot(args.run, device=args.device, data_dir=args.data_dir):
+    for path in plot(args.run, what=args.what, device=args.device, data_dir=args.data_dir):
         print(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .api import report
+    print(report(args.run, device=args.device, data_dir=args.data_dir))
+    return 0
+
+
+def cmd_explore(args) -> int:
+    from .api import explorer
+    from .viz.explore import make_server
+    if not 0 <= args.port < 65536:
+        raise VaelabError(f"--port must be in 0..65535, got {args.port}")
+    explorer_ = explorer(args.run, device=args.device, data_dir=args.data_dir)
+    try:
+        server = make_server(explorer_, args.port, title=Path(args.run).resolve().name)
+    except OSError as e:
+        raise VaelabError(f"cannot listen on 127.0.0.1:{args.port} ({e.strerror or e}); "
+                          "pick another --port, or --port 0 for a free one") from None
+    print(f"vaelab explore: open {server.url}  (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("vaelab explore: stopped", file=sys.stderr)
+    finally:
+        server.server_close()
     return 0
 
 
@@ -208,7 +265,7 @@ def cmd_data(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
-            "encode": cmd_encode, "plot": cmd_plot, "data": cmd_data}
+            "encode": cmd_encode, "plot": cmd_plot, "report": cmd_report, "explore": cmd_explore, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:
