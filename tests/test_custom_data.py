@@ -131,6 +131,20 @@ def test_npy_uint8_grey_and_float_rgb(tmp_path):
     assert s.info.binary and set(s.images.unique().tolist()) <= {0.0, 1.0}
 
 
+def test_a_source_is_read_once_and_again_when_it_changes(tmp_path, monkeypatch):
+    from vaelab.data import custom
+    calls = []
+    real = custom.read_npy
+    monkeypatch.setattr(custom, "read_npy", lambda *a: calls.append(a) or real(*a))
+    path = tmp_path / "a.npy"
+    np.save(path, np.zeros((10, 4, 4), np.uint8))
+    splits = all_splits(f"npy:{path}")
+    assert len(calls) == 1 and all(s.images.is_contiguous() for s in splits.values())
+    np.save(path, np.full((20, 4, 4), 255, np.uint8))  # a new file: read again
+    assert len(load_split(f"npy:{path}", "train")) == 16 and len(calls) == 2
+    assert load_split(f"npy:{path}", "test").images.min() == 1
+
+
 def test_binarization_follows_the_flag_for_own_data(tmp_path):
     np.save(tmp_path / "g.npy", RNG.random((20, 4, 4)).astype(np.float32))
     cfg = DataConfig(dataset=f"npy:{tmp_path / 'g.npy'}", binarize="dynamic")

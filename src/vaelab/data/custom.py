@@ -11,7 +11,8 @@
   ``image_size`` resizes it as above.
 
 Either way the images become one float32 tensor (N, C, H, W) in [0, 1], read once per process
-(later splits of the same unchanged source come from a cache), with no labels.
+(later splits of the same unchanged source come from a cache, as slices of that one tensor),
+with no labels.
 
 Splits: a fixed permutation of the N images (``torch.randperm`` from a generator seeded with
 SPLIT_SEED = 0, independent of the run's seed, so every run on the same data sees the same
@@ -36,7 +37,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLIT_SEED = 0
 _GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
-_cache: dict[tuple, torch.Tensor] = {}  # one entry: the last source read
+_cache: dict[tuple, tuple[torch.Tensor, bool]] = {}  # one entry: the last source read, permuted
 
 
 def is_custom(name: str) -> bool:
@@ -213,46 +214,63 @@ def _signature(kind: str, path: Path) -> tuple:
 
 
 def load_images(name: str, image_size=None) -> torch.Tensor:
-    """All images of a ``folder:``/``npy:`` source, float32 (N, C, H, W) in [0, 1], cached."""
+    """All images of a ``folder:``/``npy:`` source in source order (files sorted by relative path,
+    or the array's rows), float32 (N, C, H, W) in [0, 1]."""
     kind, path = _kind_and_path(name)
     if kind not in ("folder", "npy"):  # pragma: no cover - is_custom() admits only these
         raise AssertionError(kind)
     size = parse_image_size(image_size) if image_size is not None else None
-    key = (kind, str(path.absolute()), size, _signature(kind, path))
-    if key not in _cache:
-        x = read_folder(path, size) if kind == "folder" else read_npy(path, size)
-        if x.shape[0] < 3:
-            raise VaelabError(f"{name} has {x.shape[0]} image(s); at least 3 are needed (one each for train, "
-                              "valid and test)")
-        _cache.clear()
-        _cache[key] = x
-    return _cache[key]
+    x = read_folder(path, size) if kind == "folder" else read_npy(path, size)
+    if x.shape[0] < 3:
+        raise VaelabError(f"{name} has {x.shape[0]} image(s); at least 3 are needed (one each for train, "
+                          "valid and test)")
+    return x
+
+
+def _ranges(n: int, full_train: bool = False) -> dict[str, slice]:
+    """Where each split lies in the permuted order (module docstring)."""
+    n_hold = max(1, n // 10)
+    n_train = n - 2 * n_hold
+    return {"train": slice(0, n_train + (n_hold if full_train else 0)),
+            "valid": slice(n_train, n_train + n_hold), "test": slice(n_train + n_hold, n)}
+
+
+def _permutation(n: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
 
 
 def split_indices(n: int, split: str, full_train: bool = False) -> torch.Tensor:
-    """Rows of `split` among n images: the fixed 80/10/10 permutation split (module docstring)."""
-    n_hold = max(1, n // 10)
-    n_train = n - 2 * n_hold
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
-    if split == "train":
-        return perm[: n_train + (n_hold if full_train else 0)]
-    if split == "valid":
-        return perm[n_train: n_train + n_hold]
-    return perm[n_train + n_hold:]
+    """Rows (in source order) of `split` among n images: the fixed 80/10/10 permutation split."""
+    return _permutation(n)[_ranges(n, full_train)[split]]
+
+
+def _permuted(name: str, image_size) -> tuple[torch.Tensor, bool]:
+    """The images in split order (permuted once, so every split is a slice of one tensor) and
+    whether they are all 0 or 1. Cached for the last source read, keyed on its path, the size
+    asked for and its files' names, sizes and modification times: a training run's train and
+    valid splits, and evaluate's, read the files once."""
+    kind, path = _kind_and_path(name)
+    size = parse_image_size(image_size) if image_size is not None else None
+    key = (kind, str(path.absolute()), size, _signature(kind, path))
+    if key not in _cache:
+        _cache.clear()  # drop the previous source before reading the next one
+        x = load_images(name, image_size)
+        x = x[_permutation(x.shape[0])]
+        _cache[key] = (x, bool(((x == 0) | (x == 1)).all()))
+    return _cache[key]
 
 
 def load_custom_split(name: str, split: str, *, full_train: bool = False, image_size=None):
-    """One split of a ``folder:``/``npy:`` source as a :class:`~vaelab.data.datasets.Split`."""
+    """One split of a ``folder:``/``npy:`` source as a :class:`~vaelab.data.datasets.Split`.
+    Its images are a view of the cached tensor: treat them as read-only."""
     from .datasets import Split
     from .registry import SPLITS, DatasetInfo
     if split not in SPLITS:
         raise VaelabError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
-    x = load_images(name, image_size)
+    x, binary = _permuted(name, image_size)
     n = x.shape[0]
-    images = x[split_indices(n, split, full_train)].contiguous()
-    n_hold = max(1, n // 10)
-    info = DatasetInfo(name, tuple(x.shape[1:]), has_labels=False,
-                       binary=bool(((x == 0) | (x == 1)).all()), continuous=False,
+    ranges = _ranges(n)
+    info = DatasetInfo(name, tuple(x.shape[1:]), has_labels=False, binary=binary, continuous=False,
                        description=f"your images from {name.partition(':')[2]}", files=(),
-                       split_sizes=(n - 2 * n_hold, n_hold, n_hold))
-    return Split(name, split, images, None, info)
+                       split_sizes=tuple(len(range(n)[ranges[s]]) for s in SPLITS))
+    return Split(name, split, x[_ranges(n, full_train)[split]], None, info)
