@@ -24,15 +24,27 @@ from .training import Trainer, prepare_run_dir, resolve_device
 
 
 def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, log=None) -> Path:
+          progress: bool = True, log=None, tensorboard: bool = False) -> Path:
     """Train a model described by `config` into the run directory `out`; returns `out`.
 
     With resume=True the saved config, weights, optimizer and RNG state continue the run
-    exactly; `config.train.epochs` may extend it."""
+    exactly; `config.train.epochs` may extend it. With tensorboard=True each epoch's metrics
+    also go to out/tensorboard (needs the `tensorboard` extra)."""
+    from .tblog import TensorBoardLogger, require_tensorboard
+    if tensorboard:
+        require_tensorboard()  # before anything is written
     run_dir = prepare_run_dir(out, resume=resume, overwrite=overwrite)
     if resume:
         _check_resumable(ckpt.load_config(run_dir), config, run_dir)
-    Trainer(config.validate(), run_dir, resume=resume, progress=progress, log=log).fit()
+    trainer = Trainer(config.validate(), run_dir, resume=resume, progress=progress, log=log)
+    board = TensorBoardLogger(run_dir / "tensorboard", start_epoch=trainer.epoch) if tensorboard else None
+    if board is not None:
+        trainer.on_epoch.append(board)
+    try:
+        trainer.fit()
+    finally:
+        if board is not None:
+            board.close()
     return run_dir
 
 

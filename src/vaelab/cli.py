@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN exactly where it stopped (--epochs may extend it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write each epoch's metrics for TensorBoard to RUN/tensorboard "
+                        "(needs: pip install vaelab[tensorboard])")
 
     p = sub.add_parser("evaluate", help="neg_elbo, reconstruction and KL of a run on a split")
     _add_run_args(p)
@@ -157,7 +160,8 @@ def cmd_train(args) -> int:
         cfg = build_config(args.preset, args.config, overrides)
         from .data.custom import run_name  # folder:/npy: paths -> their stem, not a path under runs/
         out = Path(args.out or f"runs/{args.preset or run_name(cfg.data.dataset)}")
-    run = train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.no_progress, log=_log)
+    run = train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.no_progress, log=_log,
+                tensorboard=args.tensorboard)
     _log(f"run saved in {run}  (see: vaelab plot {run}; vaelab evaluate {run})")
     return 0
 

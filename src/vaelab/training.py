@@ -107,6 +107,7 @@ class Trainer:
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self.stop_requested = False
         self.on_step = None  # optional callback(trainer) after every step (tests use it to interrupt)
+        self.on_epoch: list = []  # callbacks(record) after each epoch is saved (e.g. TensorBoard scalars)
 
         train = load_inputs(cfg.data, "train", training=True)
         self.eval_split = eval_split_for(cfg.data)
@@ -164,6 +165,8 @@ class Trainer:
                          f"{self.eval_split} neg_elbo {r[self.eval_split + '_neg_elbo']:.2f} "
                          f"(rec {r[self.eval_split + '_rec']:.2f}, kl {r[self.eval_split + '_kl']:.2f})  "
                          f"{r['train_seconds']:.1f}s  {describe(t.lr_schedule, self.epoch - 1)}".rstrip())
+                for hook in self.on_epoch:
+                    hook(r)
         return self.history
 
     def _train_epoch(self) -> bool:
