@@ -154,3 +154,29 @@ def test_explore_sliders_in_chromium(tiny_frey_run, page, tmp_path):
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def test_explore_class_selectors_in_chromium(page):
+    import vaelab
+    if "categorical" not in vaelab.model.LATENTS:
+        pytest.skip("no categorical latent family in this tree yet")
+    from vaelab.config import ModelConfig
+    from vaelab.viz.explore import Explorer
+    model = vaelab.VAE(ModelConfig(latent="categorical", categorical_dims=[4, 5], hidden=[16])).eval()
+    server = make_server(Explorer(model), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready='1']")
+        selects = page.locator("#selectors select")
+        assert selects.count() == 4 and selects.first.locator("option").count() == 5
+        src0, bytes0 = _decoded(page)
+        selects.nth(2).select_option("4")
+        _changed(page, src0)
+        assert page.get_attribute("#decoded", "data-query") == "c=0,0,4,0"
+        assert _decoded(page)[1] != bytes0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

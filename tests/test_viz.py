@@ -302,6 +302,17 @@ def test_explore_cli_serves_on_loopback_and_stops_on_ctrl_c(tiny_run, data_dir):
     assert "Traceback" not in err and "stopped" in err
 
 
+def test_explore_port_in_use_is_one_line(tiny_run, capsys):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["explore", str(tiny_run), "--port", str(port), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"127.0.0.1:{port}" in err[0] and "--port 0" in err[0]
+
+
 def test_explore_decodes_categorical_classes(tmp_path):
     if "categorical" not in vaelab.model.LATENTS:
         pytest.skip("no categorical latent family in this tree yet")
