@@ -97,12 +97,12 @@ def evaluate(run: str | Path, split: str = "test", *, samples: int = 1, iw_sampl
 
 
 def encode(run: str | Path, split: str = "test", *, device: str = "auto", data_dir: str | None = None) -> dict:
-    """Posterior parameters of every point of a split: {'mu', 'logvar', 'labels'} as arrays."""
+    """Posterior parameters of every point of a split, with 'labels', as arrays: 'mu' and 'logvar'
+    for a Gaussian latent, 'probs' and 'log_probs' (N, K per point) for a categorical one."""
     cfg, model = load_run(run, device, data_dir)
     inputs = load_inputs(cfg.data, split)
     params = encode_all(model, inputs.images, cfg.train.eval_batch_size)
-    mu, logvar = model.latent.split(params)
-    out = {"mu": mu.numpy(), "logvar": logvar.numpy()}
+    out = {name: value.numpy() for name, value in model.latent.named_params(params).items()}
     if inputs.labels is not None:
         out["labels"] = inputs.labels.numpy()
     return out

@@ -102,9 +102,11 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     model = VAE(cfg.model)
-    tensors, _ = _read_safetensors(run_dir / WEIGHTS)
+    tensors, info = _read_safetensors(run_dir / WEIGHTS)
     _check_state_dict(model, tensors, run_dir / WEIGHTS)
     model.load_state_dict(tensors)
+    # the schedules (the temperature) as in the last step taken, which the metrics also record
+    model.set_step(max(int(info.get("step", 0)) - 1, 0))
     return cfg, model.to(device).eval()
 
 

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("-o", "--output", default=None, help="PNG file (default: RUN/reconstructions.png)")
 
-    p = sub.add_parser("encode", help="posterior means and log-variances of a split, with labels, to .npz")
+    p = sub.add_parser("encode", help="posterior parameters of a split (Gaussian: mu, logvar; categorical: probs,\n"
+                                      "log_probs), with labels, to .npz")
     _add_run_args(p)
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("-o", "--output", default=None, help="NPZ file (default: RUN/z_<split>.npz)")

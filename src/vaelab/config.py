@@ -62,7 +62,9 @@ class DataConfig:
 class ModelConfig:
     network: str = opt("mlp", "--model", "encoder/decoder network family: fully connected, or convolutional",
                        choices=["mlp", "conv"])
-    latent: str = opt("gaussian", "--latent", "latent family", choices=["gaussian"])
+    latent: str = opt("gaussian", "--latent", "latent family: gaussian (--latent-dim), or categorical\n"
+                      "(--categorical-dims, trained through the Gumbel-Softmax relaxation)",
+                      choices=["gaussian", "categorical"])
     latent_dim: int = opt(20, "--latent-dim", "number of latent dimensions")
     hidden: list[int] = opt([400], "--hidden", "hidden layer sizes, e.g. 400 or 500,500; with --model conv the fully\n"
                             "connected layers after the convolutions, may be empty (--hidden '')")
@@ -71,6 +73,21 @@ class ModelConfig:
     activation: str = opt("relu", "--activation", "hidden activation", choices=["tanh", "relu"])
     likelihood: str = opt("bernoulli", "--likelihood", "decoder distribution p(x|z)",
                           choices=["bernoulli", "gaussian"])
+    # The categorical latent (Jang, Gu & Poole 2017): N variables of K classes, relaxed in training
+    # with temperature tau = max(tau_min, tau0 exp(-anneal_rate t)), t = the step rounded down
+    # to a multiple of anneal_every (schedules.gumbel_temperature).
+    categorical_dims: list[int] = opt([20, 10], "--categorical-dims", "--latent categorical: N x K, N variables of\n"
+                                      "K classes each, e.g. 20x10")
+    tau0: float = opt(1.0, "--tau0", "--latent categorical: initial Gumbel-Softmax temperature")
+    tau_min: float = opt(0.5, "--tau-min", "--latent categorical: the temperature never falls below this")
+    anneal_rate: float = opt(3e-5, "--anneal-rate", "--latent categorical: r in tau = max(tau_min, tau0 exp(-r t))\n"
+                             "at global step t (0 keeps tau0)")
+    anneal_every: int = opt(1000, "--anneal-every", "--latent categorical: update the temperature every this many steps")
+    hard: bool = opt(False, "--hard", "--latent categorical: straight-through Gumbel-Softmax (one-hot forward\n"
+                     "pass, relaxed gradient)")
+    baseline: str = opt("none", "--baseline", "--estimator score-function: the control variate subtracted from the\n"
+                        "learning signal: a moving average, or learned (moving average + a small MLP on x)",
+                        choices=["none", "moving-average", "learned"])
     # Filled in from the data set when a run starts; part of the model's identity.
     input_shape: list[int] = opt([1, 28, 28])
 
@@ -88,6 +105,18 @@ class ModelConfig:
             raise VaelabError(f"--channels needs positive channel counts, e.g. 32,64; got {self.channels}")
         if self.activation not in ("tanh", "relu"):
             raise VaelabError(f"unknown --activation {self.activation!r}; choose tanh or relu")
+        if len(self.categorical_dims) != 2 or self.categorical_dims[0] < 1 or self.categorical_dims[1] < 2:
+            raise VaelabError(f"--categorical-dims must be NxK with N >= 1 variables of K >= 2 classes, e.g. 20x10; "
+                              f"got {'x'.join(map(str, self.categorical_dims))}")
+        if not (self.tau0 > 0 and self.tau_min > 0):
+            raise VaelabError(f"--tau0 and --tau-min must be positive, got {self.tau0} and {self.tau_min}")
+        if self.anneal_rate < 0 or self.anneal_every < 1:
+            raise VaelabError(f"--anneal-rate must be >= 0 and --anneal-every >= 1, got {self.anneal_rate} and "
+                              f"{self.anneal_every}")
+        if self.hard and self.latent != "categorical":
+            raise VaelabError("--hard (straight-through Gumbel-Softmax) needs --latent categorical")
+        if self.baseline not in ("none", "moving-average", "learned"):
+            raise VaelabError(f"unknown --baseline {self.baseline!r}; choose moving-average or learned")
 
 
 @dataclass
@@ -112,6 +141,9 @@ class TrainConfig:
                            "constant, or iwae: lr * 10^(-i/7) for 3^i epochs, i = 0..7 (3280 epochs)",
                            choices=["constant", "iwae"])
     eval_batch_size: int = opt(1000)
+    estimator: str = opt("reparam", "--estimator", "gradient of the ELBO for --latent categorical: reparam (Gumbel-\n"
+                         "Softmax; add --hard for straight-through) or score-function (REINFORCE; add --baseline)",
+                         choices=["reparam", "score-function"])
 
     def validate(self):
         for name, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
@@ -132,6 +164,8 @@ class TrainConfig:
             raise VaelabError(f"unknown --kl {self.kl!r}; choose analytic or mc")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise VaelabError(f"--grad-clip must be positive, got {self.grad_clip}")
+        if self.estimator not in ("reparam", "score-function"):
+            raise VaelabError(f"unknown --estimator {self.estimator!r}; choose reparam or score-function")
 
 
 @dataclass
@@ -146,6 +180,16 @@ class Config:
         self.data.validate()
         self.model.validate()
         self.train.validate()
+        m, t = self.model, self.train
+        if t.estimator == "score-function":
+            if m.latent != "categorical" or t.objective != "elbo":
+                raise VaelabError("--estimator score-function is for --latent categorical with --objective elbo; "
+                                  f"got --latent {m.latent} --objective {t.objective}")
+            if m.hard:
+                raise VaelabError("--hard is a path-wise estimator; drop it with --estimator score-function")
+        elif m.baseline != "none":
+            raise VaelabError(f"--baseline {m.baseline} is the score-function estimator's control variate; "
+                              "add --estimator score-function or drop --baseline")
         return self
 
     def to_dict(self) -> dict:
@@ -251,6 +295,24 @@ PRESETS: dict[str, dict] = {
         "model": {"hidden": [200], "latent_dim": 2, "activation": "tanh", "likelihood": "gaussian"},
         "train": {"optimizer": "adagrad", "lr": 0.01, "batch_size": 100, "weight_decay": 1e-4,
                   "epochs": 200},
+    },
+    # Jang, Gu & Poole (2017), section 4.3 (generative modelling with a VAE): 20 categorical
+    # variables of 10 classes on Larochelle's binarized MNIST, encoder 784-512-256-(20x10) and
+    # decoder (20x10)-256-512-784, Adam 1e-3, batch 100, temperature max(0.5, exp(-3e-5 t))
+    # updated every 1000 steps, analytic KL to the uniform prior. The hidden activation is ReLU:
+    # the authors' notebook (github.com/ericjang/gumbel-softmax, "Categorical VAE.ipynb") builds
+    # both nets with slim.fully_connected, whose default activation_fn is tf.nn.relu. 100 epochs
+    # = 50000 steps, the notebook's NUM_ITERS. (The notebook also multiplies the lr by 0.9 every
+    # 1000 steps; the paper does not mention it and this preset keeps 1e-3.)
+    # Other rows of the paper's Table 1 on top of this preset: --hard (ST Gumbel-Softmax) and
+    # --estimator score-function --baseline moving-average (SF; or --baseline learned, NVIL-style).
+    "gumbel-softmax-paper": {
+        "data": {"dataset": "binarized_mnist", "binarize": "none"},
+        "model": {"network": "mlp", "latent": "categorical", "categorical_dims": [20, 10], "hidden": [512, 256],
+                  "activation": "relu", "likelihood": "bernoulli", "tau0": 1.0, "tau_min": 0.5,
+                  "anneal_rate": 3e-5, "anneal_every": 1000},
+        "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 100, "epochs": 100, "kl": "analytic",
+                  "samples": 1},
     },
 }
 

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from .baselines import BASELINES
 from .config import ModelConfig
 from .latents import LATENTS
 from .likelihoods import LIKELIHOODS
@@ -27,17 +28,31 @@ class VAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.input_shape = tuple(cfg.input_shape)
-        self.latent = LATENTS[cfg.latent](cfg.latent_dim)
+        self.latent = LATENTS[cfg.latent].from_config(cfg)
         self.likelihood = LIKELIHOODS[cfg.likelihood]()
         encoder_cls, decoder_cls = NETWORKS[cfg.network]
         self.encoder = encoder_cls(self.input_shape, self.latent.n_params, cfg.hidden, cfg.activation,
                                    channels=cfg.channels)
         self.decoder = decoder_cls(self.latent.dim, self.input_shape, self.likelihood.n_params,
                                    cfg.hidden, cfg.activation, channels=cfg.channels)
+        # The score-function estimator's control variate: model state (a running average, or
+        # the weights of a learned b(x)), so it is checkpointed and trained with the rest.
+        self.baseline = BASELINES[cfg.baseline](self.input_shape) if cfg.baseline != "none" else None
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    # -- the position in training -----------------------------------------------------------
+    def set_step(self, step: int) -> None:
+        """Tell the parts that follow a schedule (the categorical latent's temperature) the
+        0-based global training step; the trainer calls it before every step."""
+        if hasattr(self.latent, "set_step"):
+            self.latent.set_step(step)
+
+    def schedule_state(self) -> dict[str, float]:
+        """The scheduled values now in force, e.g. {"tau": 0.5}, for the metrics."""
+        return self.latent.schedule_state() if hasattr(self.latent, "schedule_state") else {}
 
     # -- the two halves -------------------------------------------------------------------
     def encode(self, x):
@@ -117,7 +132,6 @@ class VAE(nn.Module):
             else:
                 total += math.prod(shape_out) * m.in_channels // m.groups * math.prod(m.kernel_size)
         return 2 * total
-
 
 
 def n_pixels(model: VAE) -> int:

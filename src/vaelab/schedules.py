@@ -3,6 +3,8 @@ run recomputes them and continues exactly."""
 
 from __future__ import annotations
 
+import math
+
 IWAE_STAGES = 8  # i = 0..7
 
 
@@ -29,3 +31,15 @@ def describe(schedule: str, epoch: int) -> str:
         return ""
     i, within, length = iwae_stage(epoch)
     return f"lr stage {i}/{IWAE_STAGES - 1}, epoch {within + 1} of {length}"
+
+
+def gumbel_temperature(step: int, tau0: float, tau_min: float, rate: float, every: int) -> float:
+    """Temperature of the Gumbel-Softmax relaxation before the 0-based global `step`:
+
+        tau = max(tau_min, tau0 * exp(-rate * t)),   t = step rounded down to a multiple of `every`,
+
+    the schedule of Jang, Gu & Poole (2017, section 4.1 and their categorical VAE code: tau0 = 1,
+    tau_min = 0.5, rate = 3e-5, updated every 1000 steps). A pure function of the step, so a
+    resumed run continues the same schedule."""
+    t = (step // every) * every
+    return max(tau_min, tau0 * math.exp(-rate * t))

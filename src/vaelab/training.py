@@ -164,7 +164,8 @@ class Trainer:
                 self.log(f"epoch {r['epoch']:>3}  {train_key.removeprefix('train_')} {r[train_key]:.2f}  "
                          f"{self.eval_split} neg_elbo {r[self.eval_split + '_neg_elbo']:.2f} "
                          f"(rec {r[self.eval_split + '_rec']:.2f}, kl {r[self.eval_split + '_kl']:.2f})  "
-                         f"{r['train_seconds']:.1f}s  {describe(t.lr_schedule, self.epoch - 1)}".rstrip())
+                         f"{r['train_seconds']:.1f}s  {describe(t.lr_schedule, self.epoch - 1)}"
+                         f"{''.join(f'  {k} {v:.3g}' for k, v in self.model.schedule_state().items())}".rstrip())
                 for hook in self.on_epoch:
                     hook(r)
         return self.history
@@ -192,6 +193,7 @@ class Trainer:
                 x = self.train_x[idx]
                 if self.dynamic:
                     x = torch.bernoulli(x)
+                model.set_step(self.step)  # schedules inside the model (a temperature) follow the step
                 loss, terms = objective(model, x, t)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -244,6 +246,7 @@ class Trainer:
                "lr": learning_rate(self.cfg.train.lr, self.cfg.train.lr_schedule, self.epoch - 1)}
         rec.update({f"train_{k}": v / s["n"] for k, v in s["terms"].items()})
         rec.update({f"{self.eval_split}_{k}": ev[k] for k in ("neg_elbo", "rec", "kl")})
+        rec.update(self.model.schedule_state())  # e.g. the temperature of the epoch's last step
         rec.update({"train_seconds": s["seconds"], "eval_seconds": time.perf_counter() - start})
         return rec
 
