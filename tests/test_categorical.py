@@ -22,6 +22,7 @@ from vaelab.baselines import MovingAverageBaseline
 from vaelab.config import build_config
 from vaelab.dataprep import load_inputs
 from vaelab.evaluation import evaluate_elbo, iw_log_px
+from vaelab.gradvar import gradient_variance, parse_estimators, run_gradvar
 from vaelab.latents import CategoricalLatent
 from vaelab.objectives import elbo_terms, score_function_terms
 from vaelab.schedules import gumbel_temperature
@@ -363,6 +364,19 @@ def test_categorical_vae_learns_on_binarized_mnist(trained, data_dir):
     assert vaelab.sample(trained, 4, device="cpu").shape == (4, 1, 28, 28)
 
 
+def test_gradvar_shows_the_score_function_variance(trained, data_dir):
+    result = run_gradvar(trained, draws=20, batch_size=50, split="valid", device="cpu", data_dir=data_dir)
+    r = result["estimators"]
+    assert set(r) == {"reparam", "straight-through", "score-function"}
+    assert r["score-function"]["var_mean"] > 10 * r["reparam"]["var_mean"]
+    assert r["score-function"]["noise_to_signal"] > r["reparam"]["noise_to_signal"]
+    assert all(math.isfinite(v["mean_grad_norm"]) and v["mean_grad_norm"] > 0 for v in r.values())
+    assert json.loads(json.dumps(result))["points"] == 50
+    model = vaelab.load(trained, device="cpu")
+    with pytest.raises(VaelabError, match="at least 2"):
+        gradient_variance(model, torch.zeros(2, 1, 28, 28), draws=1)
+
+
 def test_resume_is_exact_with_the_temperature_schedule_and_a_learned_baseline(tmp_path, data_dir):
     cfg = lambda: small_config(data_dir, epochs=2, model={"anneal_every": 4, "anneal_rate": 0.01, "baseline": "learned"},
                                train={"batch_size": 100, "estimator": "score-function"})
@@ -396,3 +410,18 @@ def test_resume_is_exact_with_the_temperature_schedule_and_a_learned_baseline(tm
                                                                 for s in (19, 39)]
     assert [r["valid_neg_elbo"] for r in ha] == [r["valid_neg_elbo"] for r in hb]
     assert ha[-1]["valid_neg_elbo"] < ha[0]["valid_neg_elbo"]   # REINFORCE learns too, if slowly
+
+
+def test_gradvar_command_line(trained, data_dir):
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "VAELAB_DATA_DIR": data_dir}
+    proc = subprocess.run([sys.executable, "-m", "vaelab", "gradvar", str(trained), "--json", "--draws", "5",
+                           "--batch-size", "20", "--split", "valid", "--estimators", "reparam,score-function"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["estimators"]) == {"reparam", "score-function"} and result["points"] == 20
+    with pytest.raises(VaelabError, match="comma-separated list"):
+        parse_estimators("reparam,rebar")

@@ -104,6 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: 0, a free one)")
 
+    p = sub.add_parser("gradvar", help="mean and variance of each ELBO gradient estimator on a fixed batch",
+                       description="Draw each estimator's gradient of the negative ELBO many times on one fixed "
+                                   "batch and summarise the variance of the encoder-parameter gradients.")
+    _add_run_args(p)
+    p.add_argument("--estimators", default="reparam,straight-through,score-function",
+                   help="comma-separated: reparam, straight-through, score-function (default: all three)")
+    p.add_argument("--draws", type=int, default=200, help="gradient draws per estimator (default: 200)")
+    p.add_argument("--batch-size", type=int, default=100, help="points in the fixed batch (default: 100)")
+    p.add_argument("--split", default="train", choices=["train", "valid", "test"], help="(default: train)")
+    p.add_argument("--baseline", default="auto", choices=["auto", "none", "moving-average"],
+                   help="score-function control variate: the run's own, else a moving average (auto); none; "
+                        "or a moving average fitted on the batch")
+    p.add_argument("--tau", type=float, default=None, help="temperature (default: where the run's schedule ended)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
+
     p = sub.add_parser("data", help="list or download data sets")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=Parser)
     q = dsub.add_parser("list", help="each data set and whether its files are present and verified")
@@ -213,6 +229,15 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def cmd_gradvar(args) -> int:
+    from .gradvar import format_table, parse_estimators, run_gradvar
+    result = run_gradvar(args.run, parse_estimators(args.estimators), args.draws, args.batch_size, split=args.split,
+                         baseline=args.baseline, tau=args.tau, seed=args.seed, device=args.device,
+                         data_dir=args.data_dir, progress=not args.json and sys.stderr.isatty())
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
 def _save_evaluation(args, result: dict) -> None:
     """Keep the result in RUN/evaluation_<split>.json for `vaelab report`; a run folder that
     cannot be written to only costs a warning."""
@@ -270,7 +295,8 @@ def cmd_data(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
-            "encode": cmd_encode, "plot": cmd_plot, "report": cmd_report, "explore": cmd_explore, "data": cmd_data}
+            "encode": cmd_encode, "plot": cmd_plot, "report": cmd_report, "explore": cmd_explore, "data": cmd_data,
+            "gradvar": cmd_gradvar}
 
 
 def main(argv: list[str] | None = None) -> int:
