@@ -164,8 +164,8 @@ class Trainer:
                 self.log(f"epoch {r['epoch']:>3}  {train_key.removeprefix('train_')} {r[train_key]:.2f}  "
                          f"{self.eval_split} neg_elbo {r[self.eval_split + '_neg_elbo']:.2f} "
                          f"(rec {r[self.eval_split + '_rec']:.2f}, kl {r[self.eval_split + '_kl']:.2f})  "
-                         f"{r['train_seconds']:.1f}s  {describe(t.lr_schedule, self.epoch - 1)}"
-                         f"{''.join(f'  {k} {v:.3g}' for k, v in self.model.schedule_state().items())}".rstrip())
+                         f"{r['train_seconds']:.1f}s  {describe(t.lr_schedule, self.epoch - 1)}".rstrip()
+                         + "".join(f"  {k} {v:.3g}" for k, v in self.model.schedule_state().items()))
                 for hook in self.on_epoch:
                     hook(r)
         return self.history
