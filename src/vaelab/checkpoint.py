@@ -27,6 +27,8 @@ from .model import VAE
 
 CONFIG, WEIGHTS, RESUME, METRICS = "config.json", "model.safetensors", "resume.safetensors", "metrics.jsonl"
 FORMAT = "vaelab-run-1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -36,6 +38,7 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
