@@ -16,6 +16,16 @@ from vaelab.networks import ConvDecoder, ConvEncoder, conv_plan
 from vaelab.training import Trainer
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread for these tiny models: on a shared 2-core machine under load, two threads
+    ran the training test 40x slower (oversubscribed OpenMP), and one is as fast when it is idle."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def conv_model(shape, latent="gaussian", likelihood="bernoulli", channels=(8, 16), hidden=()):
     cfg = ModelConfig(network="conv", latent=latent, likelihood=likelihood, latent_dim=6,
                       channels=list(channels), hidden=list(hidden), input_shape=list(shape))
@@ -112,21 +122,21 @@ def test_conv_config():
 
 
 def test_short_conv_run_on_mnist_learns(tmp_path, data_dir):
-    """Two epochs of a tiny conv VAE on the first 6000 MNIST training images (the real trainer;
-    the subset only keeps the test fast): the validation neg_elbo falls well below the untrained
-    model's ~543 nats, and the saved run loads back to the same numbers."""
+    """Two epochs of a tiny conv VAE on the first 10000 MNIST training images (the real trainer;
+    the subset only keeps the test fast): the validation neg_elbo falls from the untrained
+    model's ~560 nats to below 190, and the saved run loads back to the same numbers."""
     cfg = build_config(overrides={
         "data": {"dataset": "mnist", "binarize": "dynamic", "data_dir": data_dir},
         "model": {"network": "conv", "channels": [8, 16], "hidden": [], "latent_dim": 8},
         "train": {"epochs": 2, "batch_size": 100, "lr": 3e-3, "device": "cpu"},
     })
     trainer = Trainer(cfg, tmp_path, progress=False, log=lambda m: None)
-    trainer.train_x, trainer.eval_x = trainer.train_x[:6000], trainer.eval_x[:1000]
+    trainer.train_x, trainer.eval_x = trainer.train_x[:10000], trainer.eval_x[:1000]
     from vaelab.evaluation import evaluate_elbo
     untrained = evaluate_elbo(trainer.model, trainer.eval_x)["neg_elbo"]
     history = trainer.fit()
     valid = [r["valid_neg_elbo"] for r in history]
-    assert untrained > 500 and valid[0] > valid[1] and valid[1] < 250, (untrained, valid)
+    assert untrained > 500 and valid[0] > valid[1] and valid[1] < 190, (untrained, valid)
     assert all(math.isfinite(r["train_neg_elbo"]) for r in history)
     _, model = ckpt.load_model(tmp_path)
     again = evaluate_elbo(model, trainer.eval_x)["neg_elbo"]

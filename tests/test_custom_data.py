@@ -254,12 +254,21 @@ def test_config_errors(tmp_path):
 # -- the command line on your own data ------------------------------------------------------------
 
 def vaelab(*args, cwd=None):
-    env = {k: v for k, v in os.environ.items() if k != "VAELAB_DATA_DIR"}
+    # one thread: a tiny model gains nothing from two, and loses 10x or more on a busy 2-core machine
+    env = {k: v for k, v in os.environ.items() if k != "VAELAB_DATA_DIR"} | {"OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "vaelab", *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=300)
 
 
-def test_cli_train_evaluate_encode_plot_on_npy_data(tmp_path):
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cli_train_evaluate_encode_plot_on_npy_data(tmp_path, one_thread):
     # 200 blurry blobs, 12x10: a shape that needs the conv model's odd-size round trip (12x10 -> 6x5 -> 3x3)
     yy, xx = np.mgrid[:12, :10]
     centres = RNG.uniform([3, 3], [9, 7], size=(200, 2))
