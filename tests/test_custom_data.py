@@ -97,6 +97,15 @@ def test_jpeg_rgba_and_16_bit_files_are_read(tmp_path):
     assert torch.equal(x[2], torch.ones(3, 8, 6))          # 16-bit white is 1.0
 
 
+def test_jpeg_exif_orientation_is_applied(tmp_path):
+    for i in range(3):  # stored 4x2, tagged "rotate 90 clockwise" as phone cameras do
+        img = Image.fromarray(np.zeros((4, 2, 3), np.uint8))
+        exif = img.getexif()
+        exif[0x0112] = 6
+        img.save(tmp_path / f"{i}.jpg", exif=exif)
+    assert load_images(f"folder:{tmp_path}").shape == (3, 3, 2, 4)
+
+
 def test_image_size_resizes_mixed_sizes(tmp_path):
     write_pngs(tmp_path / "d", 2, shape=(8, 6))
     write_pngs(tmp_path / "d", 2, shape=(16, 12), start=2)

@@ -3,8 +3,9 @@
 - ``folder:PATH``: every ``.png``, ``.jpg`` and ``.jpeg`` file under PATH (sub-folders too;
   names starting with "." are skipped, other files ignored), in sorted order of their path
   relative to PATH. Grey files give one channel; if any file is colour, every file is read as
-  RGB (grey ones repeated into three equal channels). Alpha is dropped; 16-bit grey is scaled by
-  65535, everything else by 255. All files must have one size, unless ``image_size`` (HxW)
+  RGB (grey ones repeated into three equal channels; palette files count as colour). Alpha is
+  dropped; 16-bit grey is scaled by 65535, everything else by 255; a JPEG's EXIF orientation
+  is applied. All files must have one size, unless ``image_size`` (HxW)
   is given: then each is resized to it (bilinear, antialiased).
 - ``npy:PATH``: one NumPy array, N x H x W (grey) or N x C x H x W with C = 1 or 3 (channels
   first), either uint8 in 0..255 or float in [0, 1] (bool counts as 0/1). Read without pickle.
@@ -35,7 +36,7 @@ from ..errors import VaelabError
 PREFIXES = ("folder:", "npy:")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLIT_SEED = 0
-_GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+_GREY_MODES = {"1", "L", "LA", "La", "F"}  # plus 16-bit grey ("I;16...", "I"), read separately
 
 _cache: dict[tuple, tuple[torch.Tensor, bool]] = {}  # one entry: the last source read, permuted
 
@@ -119,12 +120,13 @@ def _image_files(root: Path) -> list[Path]:
 
 def _read_image(path: Path):
     """(array (h, w) or (h, w, 3), scale, is_rgb) of one file; a VaelabError naming it if unreadable."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         with Image.open(path) as img:
             img.load()  # decode now, so truncated or corrupt data fails here
+            img = ImageOps.exif_transpose(img)  # camera JPEGs: the orientation they are shown in
             mode = img.mode
-            if mode.startswith("I;16"):
+            if mode.startswith("I;16") or mode == "I":  # 16-bit grey PNG (Pillow opens some as "I")
                 return np.asarray(img, dtype=np.float32), 65535.0, False
             if mode in _GREY_MODES:
                 return np.asarray(img.convert("L")), 255.0, False
