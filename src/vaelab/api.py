@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import Config
 from .dataprep import load_inputs
 from .errors import VaelabError
@@ -83,16 +84,19 @@ def evaluate(run: str | Path, split: str = "test", *, samples: int = 1, iw_sampl
              progress: bool = False) -> dict:
     """`neg_elbo`, `rec`, `kl` (nats per example) of a trained run on a data split, the number of
     active units, and with `iw_samples` = K the importance-sampled `nll` (-mean L_K)."""
+    ctx = distributed.init(device)  # under torchrun, each rank evaluates its share of the points
     cfg, model = load_run(run, device, data_dir)
     if iw_samples is not None and iw_samples < 1:
         raise VaelabError(f"--iw-samples must be at least 1, got {iw_samples}")
     x = load_inputs(cfg.data, split).images
+    x = x[ctx.local_slice(x.shape[0])]
     result = {"split": split, "dataset": cfg.data.dataset,
               **evaluate_elbo(model, x, cfg.train.eval_batch_size, samples=samples, kl=cfg.train.kl, seed=seed)}
     mu = model.latent.mean(encode_all(model, x, cfg.train.eval_batch_size))
     result["active_units"] = active_units(mu)
     if iw_samples is not None:
-        result.update(evaluate_nll(model, x, iw_samples, max_memory=max_memory, seed=seed, progress=progress))
+        result.update(evaluate_nll(model, x, iw_samples, max_memory=max_memory, seed=seed,
+                                   progress=progress and ctx.main))
     return result
 
 

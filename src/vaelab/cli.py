@@ -190,6 +190,9 @@ def cmd_evaluate(args) -> int:
     result = evaluate(args.run, args.split, samples=args.samples, iw_samples=args.iw_samples,
                       max_memory=args.max_memory, device=args.device, data_dir=args.data_dir, seed=args.seed,
                       progress=not args.json or sys.stderr.isatty())
+    from .distributed import context
+    if not context().main:  # under torchrun, rank 0 alone reports
+        return 0
     _save_evaluation(args, result)
     if args.json:
         print(json.dumps(result))

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .errors import VaelabError
 from .model import VAE, n_pixels
 from .objectives import elbo_terms
@@ -20,17 +21,30 @@ from .objectives import elbo_terms
 
 @contextmanager
 def seeded(seed: int, device: torch.device):
+    """A fixed random stream for an evaluation (each rank of a distributed run its own)."""
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+        torch.manual_seed(seed + 7919 * distributed.context().rank)
         yield
 
 
-def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
+def _moments(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Mean and unbiased variance over dim 0, over the points of every rank (values of a
+    distributed evaluation are the rank's shard of the points)."""
     values = values.double()
-    n = values.numel()
-    std = values.std().item() if n > 1 else 0.0
-    return values.mean().item(), std / math.sqrt(n)
+    sums = torch.cat([values.sum(0).reshape(-1), (values ** 2).sum(0).reshape(-1),
+                      values.new_tensor([values.shape[0]])])
+    sums = distributed.context().all_reduce_sum(sums.to(values.device)).cpu()
+    d = (sums.numel() - 1) // 2
+    s1, s2, n = sums[:d], sums[d:2 * d], int(sums[-1].item())
+    mean = s1 / n
+    var = ((s2 - n * mean ** 2) / max(n - 1, 1)).clamp_min(0)
+    return mean.reshape(values.shape[1:]), var.reshape(values.shape[1:]), n
+
+
+def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
+    mean, var, n = _moments(values)
+    return mean.item(), math.sqrt(var.item() / n)
 
 
 @torch.inference_mode()
@@ -50,7 +64,7 @@ def evaluate_elbo(model: VAE, x: torch.Tensor, batch_size: int = 1000, samples: 
     per_example = {k: torch.cat(v) for k, v in out.items()}
     result = {k: _mean_and_stderr(v)[0] for k, v in per_example.items()}
     result["neg_elbo_stderr"] = _mean_and_stderr(per_example["neg_elbo"])[1]
-    result["n"] = x.shape[0]
+    result["n"] = _moments(per_example["neg_elbo"])[2]
     return result
 
 
@@ -127,7 +141,7 @@ def iw_log_px(model: VAE, x: torch.Tensor, k: int = 5000, *, max_memory: int = 2
 
 def active_units(mu: torch.Tensor, threshold: float = 1e-2) -> int:
     """Latent dimensions u with Cov_x(E_q[z_u]) > threshold (Burda et al. 2016, section 5.2)."""
-    return int((mu.double().var(0) > threshold).sum())
+    return int((_moments(mu)[1] > threshold).sum())
 
 
 def evaluate_nll(model: VAE, x: torch.Tensor, k: int = 5000, *, max_memory: int = 2 * 2**30, seed: int = 0,

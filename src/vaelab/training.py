@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import Config
 from .dataprep import eval_split_for, load_inputs
 from .errors import VaelabError
@@ -97,14 +98,34 @@ def _catch_sigint(trainer: "Trainer"):
         signal.signal(signal.SIGINT, previous)
 
 
+class _Objective(torch.nn.Module):
+    """The model and its objective as one module whose forward returns (loss, terms): what
+    DistributedDataParallel wraps, so its gradient hooks see every parameter the loss uses."""
+
+    def __init__(self, model: VAE, objective, train_cfg):
+        super().__init__()
+        self.model, self.objective, self.train_cfg = model, objective, train_cfg
+
+    def forward(self, x):
+        return self.objective(self.model, x, self.train_cfg)
+
+
+def _epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """The order of examples in an epoch: a function of (seed, epoch) alone, so every rank of a
+    distributed run agrees on it and a resumed run recomputes it."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).to(device)
+
+
 class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
                  log=None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(cfg.train.device)
-        self.progress = progress
-        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.dist = distributed.init(cfg.train.device)
+        self.device = distributed.device_for(self.dist, resolve_device(cfg.train.device))
+        self.progress = progress and self.dist.main
+        self.log = (log or (lambda msg: print(msg, file=sys.stderr))) if self.dist.main else (lambda msg: None)
         self.stop_requested = False
         self.on_step = None  # optional callback(trainer) after every step (tests use it to interrupt)
         self.on_epoch: list = []  # callbacks(record) after each epoch is saved (e.g. TensorBoard scalars)
@@ -115,30 +136,35 @@ class Trainer:
         cfg.model.input_shape = list(train.images.shape[1:])
         self.train_x = train.images.to(self.device)
         self.dynamic = train.dynamic
-        self.eval_x = evals.images.to(self.device)
+        # a distributed run evaluates each rank's share of the points and all-reduces the sums
+        self.eval_x = evals.images[self.dist.local_slice(evals.images.shape[0])].to(self.device)
 
         torch.manual_seed(cfg.train.seed)
         self.model = VAE(cfg.model).to(self.device)
         self.optimizer = make_optimizer(cfg, self.model)
+        if self.dist.enabled:  # the noise (z, dynamic binarization) differs between ranks
+            torch.manual_seed(cfg.train.seed + 7919 * self.dist.rank)
+        step_fn = _Objective(self.model, OBJECTIVES[cfg.train.objective], cfg.train)
+        self.step_fn = torch.nn.parallel.DistributedDataParallel(step_fn) if self.dist.enabled else step_fn
         self.epoch, self.step, self.pos = 0, 0, 0       # completed epochs, steps; position in epoch
-        self.perm: torch.Tensor | None = None
         self.sums = self._zero_sums()
         self.history: list[dict] = []
         if resume:
             state, extra = ckpt.load_resume(self.run_dir, self.model, self.optimizer)
             self.epoch, self.step, self.pos = state["epoch"], state["step"], state["pos"]
             self.sums, self.history = state["sums"], state["history"]
-            self.perm = extra["perm"].to(self.device) if "perm" in extra else None
             _set_rng(extra, self.device)
+            if self.dist.enabled:  # rank 0's saved stream, moved to each rank's own
+                torch.manual_seed(cfg.train.seed + 7919 * self.dist.rank + self.step)
             ckpt.write_metrics(self.run_dir, self.history)  # drop lines past the checkpoint
 
     # -- saving ------------------------------------------------------------------------------
     def save(self) -> None:
+        if not self.dist.main:  # rank 0 alone writes the run directory
+            return
         state = {"epoch": self.epoch, "step": self.step, "pos": self.pos, "sums": self.sums,
                  "history": self.history}
         extra = _rng_tensors(self.device)
-        if self.perm is not None and self.pos > 0:
-            extra["perm"] = self.perm
         ckpt.save_resume(self.run_dir, self.model, self.optimizer, state, extra)
         ckpt.save_weights(self.run_dir, self.model, {"epoch": self.epoch, "step": self.step})
         ckpt.write_metrics(self.run_dir, self.history)
@@ -146,7 +172,8 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> list[dict]:
         t = self.cfg.train
-        ckpt.save_config(self.run_dir, self.cfg)
+        if self.dist.main:
+            ckpt.save_config(self.run_dir, self.cfg)
         with _catch_sigint(self):
             while self.epoch < t.epochs:
                 if not self._train_epoch():
@@ -156,7 +183,7 @@ class Trainer:
                         f"continue with `vaelab train --resume {self.run_dir}`")
                 self.epoch += 1
                 self.history.append(self._epoch_record())
-                self.pos, self.perm = 0, None
+                self.pos = 0
                 self.sums = self._zero_sums()
                 self.save()
                 r = self.history[-1]
@@ -166,18 +193,17 @@ class Trainer:
                          f"(rec {r[self.eval_split + '_rec']:.2f}, kl {r[self.eval_split + '_kl']:.2f})  "
                          f"{r['train_seconds']:.1f}s  {describe(t.lr_schedule, self.epoch - 1)}".rstrip()
                          + "".join(f"  {k} {v:.3g}" for k, v in self.model.schedule_state().items()))
-                for hook in self.on_epoch:
+                for hook in self.on_epoch if self.dist.main else ():
                     hook(r)
+        self.dist.barrier()  # no rank leaves before rank 0 has written the last checkpoint
         return self.history
 
     def _train_epoch(self) -> bool:
         """Run the rest of the current epoch; False if a stop was requested mid-way."""
         t, model, opt = self.cfg.train, self.model, self.optimizer
         n, bs = self.train_x.shape[0], t.batch_size
-        if self.perm is None:
-            self.perm = torch.randperm(n, device=self.device)
+        perm = _epoch_permutation(n, t.seed, self.epoch, self.device)
         steps_total = math.ceil(n / bs)
-        objective = OBJECTIVES[t.objective]
         for group in opt.param_groups:
             group["lr"] = learning_rate(t.lr, t.lr_schedule, self.epoch)
         model.train()
@@ -189,12 +215,14 @@ class Trainer:
         stopped = False
         try:
             while self.pos < n:
-                idx = self.perm[self.pos:self.pos + bs]
+                idx = perm[self.pos:self.pos + bs]
+                if self.dist.enabled:  # this rank's share of the global batch
+                    idx = idx[self.dist.local_slice(idx.shape[0])]
                 x = self.train_x[idx]
                 if self.dynamic:
                     x = torch.bernoulli(x)
                 model.set_step(self.step)  # schedules inside the model (a temperature) follow the step
-                loss, terms = objective(model, x, t)
+                loss, terms = self.step_fn(x)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if t.grad_clip is not None:
@@ -204,7 +232,7 @@ class Trainer:
                     sums = torch.stack([v.detach().sum() for v in terms.values()]).double()
                     acc = sums if acc is None else acc + sums
                 acc_n += x.shape[0]
-                self.pos += x.shape[0]
+                self.pos = min(self.pos + bs, n)
                 self.step += 1
                 if self.step % SYNC_EVERY == 0 or self.pos >= n:
                     self._check_finite(acc)
@@ -214,18 +242,31 @@ class Trainer:
                     bar.update(math.ceil(self.pos / bs) - bar.n)
                 if self.on_step is not None:
                     self.on_step(self)
-                if self.stop_requested:
+                if self._should_stop(at_sync=self.step % SYNC_EVERY == 0 or self.pos >= n):
                     stopped = True
                     break
         finally:
             bar.close()
         if acc is not None:
             self._check_finite(acc)
+            if self.dist.enabled:  # epoch sums over all ranks' examples
+                acc = self.dist.all_reduce_sum(torch.cat([acc, acc.new_tensor([acc_n])]))
+                acc, acc_n = acc[:-1], int(acc[-1].item())
             for key, value in zip(terms, acc.tolist()):
                 self.sums["terms"][key] = self.sums["terms"].get(key, 0.0) + value
         self.sums["n"] += acc_n
         self.sums["seconds"] += time.perf_counter() - start
         return not stopped
+
+    def _should_stop(self, at_sync: bool) -> bool:
+        """Ctrl-C reaches every rank at a slightly different step; ranks agree to stop together
+        at the next sync point, or they would wait on each other's gradients for ever."""
+        if not self.dist.enabled:
+            return self.stop_requested
+        if not at_sync:
+            return False
+        flag = torch.tensor([float(self.stop_requested)], device=self.device)
+        return bool(self.dist.all_reduce_sum(flag).item() > 0)
 
     def _check_finite(self, acc: torch.Tensor) -> None:
         if not torch.isfinite(acc).all():
