@@ -91,6 +91,13 @@ def test_bad_input_is_one_line(args, fragment, tmp_path):
     assert_user_error(vaelab(*args, cwd=tmp_path), fragment)
 
 
+def test_failed_start_leaves_no_empty_run(tmp_path):
+    (tmp_path / "bad.npy").write_bytes(b"not an array")  # found at config time, unreadable at load time
+    proc = vaelab("train", "--dataset", f"npy:{tmp_path / 'bad.npy'}", "--out", tmp_path / "new")
+    assert_user_error(proc, "bad.npy")
+    assert not (tmp_path / "new").exists()
+
+
 def test_bad_config_file(tmp_path):
     (tmp_path / "c.toml").write_text("[model]\nlatent_dims = 3\n")
     assert_user_error(vaelab("train", "--config", tmp_path / "c.toml"), "unknown setting model.latent_dims")

@@ -158,8 +158,6 @@ def test_explore_sliders_in_chromium(tiny_frey_run, page, tmp_path):
 
 def test_explore_class_selectors_in_chromium(page):
     import vaelab
-    if "categorical" not in vaelab.model.LATENTS:
-        pytest.skip("no categorical latent family in this tree yet")
     from vaelab.config import ModelConfig
     from vaelab.viz.explore import Explorer
     model = vaelab.VAE(ModelConfig(latent="categorical", categorical_dims=[4, 5], hidden=[16])).eval()

@@ -34,10 +34,16 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
     from .tblog import TensorBoardLogger, require_tensorboard
     if tensorboard:
         require_tensorboard()  # before anything is written
+    created = not Path(out).exists()
     run_dir = prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    if resume:
-        _check_resumable(ckpt.load_config(run_dir), config, run_dir)
-    trainer = Trainer(config.validate(), run_dir, resume=resume, progress=progress, log=log)
+    try:
+        if resume:
+            _check_resumable(ckpt.load_config(run_dir), config, run_dir)
+        trainer = Trainer(config.validate(), run_dir, resume=resume, progress=progress, log=log)
+    except BaseException:
+        if created and not any(run_dir.iterdir()):  # a data or config error leaves no empty run behind
+            run_dir.rmdir()
+        raise
     board = TensorBoardLogger(run_dir / "tensorboard", start_epoch=trainer.epoch) if tensorboard else None
     if board is not None:
         trainer.on_epoch.append(board)
