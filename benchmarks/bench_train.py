@@ -29,10 +29,16 @@ def main() -> None:
     p.add_argument("--preset", default="pytorch-examples")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", action="store_true", help="train with --compile")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     args = p.parse_args()
 
     peak = matmul_gflops()
-    cfg = build_config(args.preset, overrides={"train": {"epochs": args.epochs, "device": args.device}})
+    train = {"epochs": args.epochs, "device": args.device, "compile": args.compile, "precision": args.precision}
+    if args.batch_size:
+        train["batch_size"] = args.batch_size
+    cfg = build_config(args.preset, overrides={"train": train})
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(cfg, out, progress=False, log=lambda m: print(m, file=sys.stderr))
         start = time.perf_counter()
@@ -44,7 +50,8 @@ def main() -> None:
     flops = 3 * trainer.model.flops_per_example() * n_train
     best = min(train_s)
     result = {
-        "preset": args.preset, "machine": machine(), "matmul_gflops": round(peak, 1),
+        "preset": args.preset, "batch_size": cfg.train.batch_size, "compile": args.compile,
+        "precision": args.precision, "machine": machine(), "matmul_gflops": round(peak, 1),
         "epochs": args.epochs, "train_images": n_train,
         "seconds_per_epoch_median": round(sorted(epoch_s)[len(epoch_s) // 2], 3),
         "seconds_per_epoch_best": round(min(epoch_s), 3),
@@ -54,6 +61,7 @@ def main() -> None:
         "fraction_of_matmul_peak": round(flops / best / 1e9 / peak, 3),
         "flop_floor_seconds": round(flops / (peak * 1e9), 3),
         "wall_seconds": round(wall, 1),
+        "compiled": getattr(trainer.step_fn, "works", None),
         "final": {k: round(v, 2) for k, v in history[-1].items() if k.endswith(("neg_elbo", "rec", "kl"))},
         "peak_rss_mb": round(peak_rss_mb()),
     }

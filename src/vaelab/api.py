@@ -55,7 +55,8 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
     return run_dir
 
 
-RESUMABLE = {"train.epochs", "train.device", "data.data_dir"}
+# Settings a resumed run may change: none of them changes the mathematics of the run.
+RESUMABLE = {"train.epochs", "train.device", "train.compile", "data.data_dir"}
 
 
 def _check_resumable(saved: Config, new: Config, run_dir: Path) -> None:

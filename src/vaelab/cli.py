@@ -12,7 +12,6 @@ from .checkpoint import load_config
 from .config import PRESETS, Config, build_config, cli_fields
 from .errors import VaelabError
 
-RESUMABLE_FLAGS = {("train", "epochs"), ("train", "device"), ("data", "data_dir")}
 
 
 class Parser(argparse.ArgumentParser):
@@ -167,10 +166,11 @@ def cmd_train(args) -> int:
             section, name = key.split(".")
             overrides.setdefault(section, {})[name] = value
     if args.resume:
-        changed = [f"{s}.{n}" for s, names in overrides.items() for n in names if (s, n) not in RESUMABLE_FLAGS]
+        from .api import RESUMABLE
+        changed = [f"{s}.{n}" for s, names in overrides.items() for n in names if f"{s}.{n}" not in RESUMABLE]
         if args.preset or args.config or changed or args.out:
-            raise VaelabError("--resume continues a run with its saved settings; only --epochs, --device and "
-                              f"--data-dir may be given with it (got {', '.join(changed) or '--preset/--config/--out'})")
+            raise VaelabError("--resume continues a run with its saved settings; only --epochs, --device, "
+                              f"--compile and --data-dir may be given with it (got {', '.join(changed) or '--preset/--config/--out'})")
         out = Path(args.resume)
         cfg = Config.from_dict(overrides, load_config(out), "command line").validate()
     else:

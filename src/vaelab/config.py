@@ -137,6 +137,11 @@ class TrainConfig:
     beta: float = opt(1.0, "--beta", "weight of the KL term (1 = the ELBO)")
     seed: int = opt(0, "--seed", "random seed (weights, batches, binarization, noise)")
     device: str = opt("auto", "--device", "where to train", choices=["auto", "cpu", "cuda"])
+    precision: str = opt("fp32", "--precision", "network arithmetic: fp32, or bf16/fp16 autocast (fp16 on CUDA,\n"
+                         "with a gradient scaler); likelihoods and KL stay in float32",
+                         choices=["fp32", "bf16", "fp16"])
+    compile: bool = opt(False, "--compile", "torch.compile the model and objective (falls back to eager, with\n"
+                        "a warning, where compilation fails)")
     lr_schedule: str = opt("constant", "--lr-schedule",
                            "constant, or iwae: lr * 10^(-i/7) for 3^i epochs, i = 0..7 (3280 epochs)",
                            choices=["constant", "iwae"])
@@ -162,6 +167,8 @@ class TrainConfig:
             raise VaelabError(f"unknown --lr-schedule {self.lr_schedule!r}; choose constant or iwae")
         if self.kl not in ("analytic", "mc"):
             raise VaelabError(f"unknown --kl {self.kl!r}; choose analytic or mc")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise VaelabError(f"unknown --precision {self.precision!r}; choose fp32, bf16 or fp16")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise VaelabError(f"--grad-clip must be positive, got {self.grad_clip}")
         if self.estimator not in ("reparam", "score-function"):

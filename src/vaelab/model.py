@@ -56,13 +56,15 @@ class VAE(nn.Module):
 
     # -- the two halves -------------------------------------------------------------------
     def encode(self, x):
-        """Parameters of q(z|x) for images x (B, C, H, W): for the Gaussian, [mu, logvar]."""
-        return self.encoder(x)
+        """Parameters of q(z|x) for images x (B, C, H, W): for the Gaussian, [mu, logvar].
+        Always float32: under mixed precision the networks run in bf16/fp16, while the
+        densities, the KL and the likelihood are computed in float32."""
+        return self.encoder(x).float()
 
     def decode(self, z):
         """Parameters of p(x|z) for latents z (..., D), flat over pixels: (..., n_params * P)."""
         lead = z.shape[:-1]
-        return self.decoder(z.reshape(-1, z.shape[-1])).reshape(*lead, -1)
+        return self.decoder(z.reshape(-1, z.shape[-1])).reshape(*lead, -1).float()
 
     def log_px_given_z(self, x, dec_params):
         """log p(x|z) in nats, x (B, C, H, W), dec_params (..., B, n*P) -> (..., B)."""

@@ -110,6 +110,31 @@ class _Objective(torch.nn.Module):
         return self.objective(self.model, x, self.train_cfg)
 
 
+class _CompiledOrEager:
+    """torch.compile'd step function that falls back to eager, with one warning, when the
+    first compilation fails (no C++ compiler, an unsupported op, an old GPU)."""
+
+    def __init__(self, module: torch.nn.Module, log):
+        self.eager, self.log = module, log
+        self.compiled = torch.compile(module)
+        self.works: bool | None = None
+
+    def __call__(self, x):
+        if self.works is False:
+            return self.eager(x)
+        try:
+            out = self.compiled(x)
+        except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
+            if self.works:
+                raise
+            self.log(f"vaelab: warning: --compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                     "training without it")
+            self.works = False
+            return self.eager(x)
+        self.works = True
+        return out
+
+
 def _epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
     """The order of examples in an epoch: a function of (seed, epoch) alone, so every rank of a
     distributed run agrees on it and a resumed run recomputes it."""
@@ -145,13 +170,23 @@ class Trainer:
         if self.dist.enabled:  # the noise (z, dynamic binarization) differs between ranks
             torch.manual_seed(cfg.train.seed + 7919 * self.dist.rank)
         step_fn = _Objective(self.model, OBJECTIVES[cfg.train.objective], cfg.train)
-        self.step_fn = torch.nn.parallel.DistributedDataParallel(step_fn) if self.dist.enabled else step_fn
+        if self.dist.enabled:
+            step_fn = torch.nn.parallel.DistributedDataParallel(step_fn)
+        self.step_fn = _CompiledOrEager(step_fn, self.log) if cfg.train.compile else step_fn
+        # Mixed precision: autocast runs the networks in bf16/fp16 (the model returns float32
+        # parameters, so densities and KL stay float32); fp16 needs a gradient scaler.
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
+        if cfg.train.precision == "fp16" and self.device.type != "cuda":
+            raise VaelabError("--precision fp16 needs a CUDA GPU; use --precision bf16 on a CPU")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         self.epoch, self.step, self.pos = 0, 0, 0       # completed epochs, steps; position in epoch
         self.sums = self._zero_sums()
         self.history: list[dict] = []
         if resume:
             state, extra = ckpt.load_resume(self.run_dir, self.model, self.optimizer)
             self.epoch, self.step, self.pos = state["epoch"], state["step"], state["pos"]
+            if "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
             self.sums, self.history = state["sums"], state["history"]
             _set_rng(extra, self.device)
             if self.dist.enabled:  # rank 0's saved stream, moved to each rank's own
@@ -164,6 +199,8 @@ class Trainer:
             return
         state = {"epoch": self.epoch, "step": self.step, "pos": self.pos, "sums": self.sums,
                  "history": self.history}
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
         extra = _rng_tensors(self.device)
         ckpt.save_resume(self.run_dir, self.model, self.optimizer, state, extra)
         ckpt.save_weights(self.run_dir, self.model, {"epoch": self.epoch, "step": self.step})
@@ -222,12 +259,16 @@ class Trainer:
                 if self.dynamic:
                     x = torch.bernoulli(x)
                 model.set_step(self.step)  # schedules inside the model (a temperature) follow the step
-                loss, terms = self.step_fn(x)
+                with torch.autocast(self.device.type, self.autocast_dtype or torch.float32,
+                                    enabled=self.autocast_dtype is not None):
+                    loss, terms = self.step_fn(x)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                self.scaler.scale(loss).backward()
                 if t.grad_clip is not None:
+                    self.scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip, foreach=True)
-                opt.step()
+                self.scaler.step(opt)
+                self.scaler.update()
                 with torch.no_grad():
                     sums = torch.stack([v.detach().sum() for v in terms.values()]).double()
                     acc = sums if acc is None else acc + sums
