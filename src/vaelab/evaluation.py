@@ -121,7 +121,7 @@ def iw_log_px(model: VAE, x: torch.Tensor, k: int = 5000, *, max_memory: int = 2
     device = model.device
     points, samples = chunk_shape(model, k, max_memory)
     out = torch.empty(x.shape[0], dtype=torch.float64)
-    bar = tqdm(total=x.shape[0] * k, disable=not progress, unit="sample", unit_scale=True,
+    bar = tqdm(total=x.shape[0] * k, disable=None if progress else True, unit="sample", unit_scale=True,
                desc=f"log p(x), k={k}", file=sys.stderr, leave=False)
     with seeded(seed, device):
         for i in range(0, x.shape[0], points):

@@ -247,8 +247,9 @@ class Trainer:
         acc = None  # per-term sums over the epoch, kept on the device: no sync per step
         acc_n = 0
         start = time.perf_counter()
+        # disable=None: a bar on a terminal, none in a log file (it would fill it with redraws)
         bar = tqdm(total=steps_total, initial=self.pos // bs, desc=f"epoch {self.epoch + 1}/{t.epochs}",
-                   disable=not self.progress, leave=False, unit="step", file=sys.stderr)
+                   disable=None if self.progress else True, leave=False, unit="step", file=sys.stderr)
         stopped = False
         try:
             while self.pos < n:
