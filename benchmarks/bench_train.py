@@ -15,8 +15,6 @@ import sys
 import tempfile
 import time
 
-import torch
-
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from common import machine, matmul_gflops, peak_rss_mb  # noqa: E402
 

@@ -161,7 +161,7 @@ def test_download_dataset_url_override(serve, shared, tmp_path):
     download_dataset("frey_face", tmp_path, progress=False,
                      urls_override={name: [f"{base}/missing/{name}", f"{base}/frey_face/{name}"]})
     assert (tmp_path / "frey_face" / name).exists()
-    with pytest.raises(VaelabError, match=rf"could not download mnist/train-images-idx3-ubyte\.gz: .*HTTP 404"):
+    with pytest.raises(VaelabError, match=r"could not download mnist/train-images-idx3-ubyte\.gz: .*HTTP 404"):
         download_dataset("mnist", tmp_path / "x", progress=False,
                          urls_override={f.name: [f"{base}/missing/{f.name}"] for f in DATASETS["mnist"].files})
     assert leftovers(tmp_path / "x" / "mnist") == []

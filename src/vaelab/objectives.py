@@ -52,9 +52,8 @@ def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1, kl: str = "analyti
 def elbo_loss(model: VAE, x: torch.Tensor, t) -> tuple[torch.Tensor, dict]:
     """Mean over the batch of rec + beta * kl (the ELBO for beta = 1), with L = t.samples,
     differentiated by the estimator `t.estimator` (the path-wise one unless told)."""
-    estimator = getattr(t, "estimator", "reparam")
-    if estimator != "reparam":
-        return ESTIMATORS[estimator](model, x, t)
+    if t.estimator != "reparam":
+        return ESTIMATORS[t.estimator](model, x, t)
     terms = elbo_terms(model, x, t.samples, t.kl)
     loss = terms["neg_elbo"].mean() if t.beta == 1.0 else (terms["rec"] + t.beta * terms["kl"]).mean()
     return loss, terms
