@@ -2,7 +2,8 @@
 
 Speed: the whole training set is one tensor on the device and batches are slices of a random
 permutation; the loop never waits for the device except every `SYNC_EVERY` steps, when the
-progress bar shows the running `neg_elbo` and the loss is checked for NaN.
+progress bar shows the running `neg_elbo` and the loss is checked for NaN. On a CPU, denormal
+floats are flushed to zero on every thread while training (denormals.py).
 
 Safety: a checkpoint is written atomically after every epoch. Ctrl-C finishes the current step,
 saves the exact position (permutation, step, RNG state) and exits; `--resume` then continues
@@ -17,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from . import checkpoint as ckpt
 from . import distributed
 from .config import Config
 from .dataprep import eval_split_for, load_inputs
+from .denormals import flush_denormals
 from .errors import VaelabError
 from .evaluation import evaluate_elbo
 from .model import VAE
@@ -211,7 +213,9 @@ class Trainer:
         t = self.cfg.train
         if self.dist.main:
             ckpt.save_config(self.run_dir, self.cfg)
-        with _catch_sigint(self):
+        # denormal Adam moments slow a CPU down by 30 % (see denormals.py)
+        no_denormals = flush_denormals() if self.device.type == "cpu" else nullcontext()
+        with _catch_sigint(self), no_denormals:
             while self.epoch < t.epochs:
                 if not self._train_epoch():
                     self.save()
