@@ -56,18 +56,18 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
 
 
 # Settings a resumed run may change: none of them changes the mathematics of the run.
-RESUMABLE = {"train.epochs", "train.device", "train.compile", "data.data_dir"}
+RESUMABLE = {"train.epochs", "train.device", "train.compile", "train.cuda_graphs", "data.data_dir"}
 
 
 def _check_resumable(saved: Config, new: Config, run_dir: Path) -> None:
-    """A resumed run keeps its settings; only the number of epochs, the device and where the
-    data lives may change."""
+    """A resumed run keeps its settings; only the number of epochs, the device, compilation
+    and where the data lives may change."""
     old_flat, new_flat = _flatten(saved.to_dict()), _flatten(new.to_dict())
     changed = sorted(k for k in old_flat if k not in RESUMABLE and k != "model.input_shape"
                      and old_flat[k] != new_flat.get(k))
     if changed:
         raise VaelabError(f"cannot resume {run_dir} with different settings ({', '.join(changed)}); "
-                          "only epochs, device and data_dir may change")
+                          "only epochs, device, compile, cuda_graphs and data_dir may change")
 
 
 def _flatten(d: dict) -> dict:

@@ -170,7 +170,7 @@ def cmd_train(args) -> int:
         changed = [f"{s}.{n}" for s, names in overrides.items() for n in names if f"{s}.{n}" not in RESUMABLE]
         if args.preset or args.config or changed or args.out:
             raise VaelabError("--resume continues a run with its saved settings; only --epochs, --device, "
-                              f"--compile and --data-dir may be given with it (got {', '.join(changed) or '--preset/--config/--out'})")
+                              f"--compile, --cuda-graphs and --data-dir may be given with it (got {', '.join(changed) or '--preset/--config/--out'})")
         out = Path(args.resume)
         cfg = Config.from_dict(overrides, load_config(out), "command line").validate()
     else:

@@ -142,6 +142,8 @@ class TrainConfig:
                          choices=["fp32", "bf16", "fp16"])
     compile: bool = opt(False, "--compile", "torch.compile the model and objective (falls back to eager, with\n"
                         "a warning, where compilation fails)")
+    cuda_graphs: bool = opt(False, "--cuda-graphs", "replay the training step as CUDA graphs (torch.compile's\n"
+                            "reduce-overhead mode): for small models, whose GPU time is kernel launches")
     lr_schedule: str = opt("constant", "--lr-schedule",
                            "constant, or iwae: lr * 10^(-i/7) for 3^i epochs, i = 0..7 (3280 epochs)",
                            choices=["constant", "iwae"])

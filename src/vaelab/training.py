@@ -114,22 +114,28 @@ class _Objective(torch.nn.Module):
 
 class _CompiledOrEager:
     """torch.compile'd step function that falls back to eager, with one warning, when the
-    first compilation fails (no C++ compiler, an unsupported op, an old GPU)."""
+    first compilation fails (no C++ compiler, an unsupported op, an old GPU). With
+    cuda_graphs, inductor's reduce-overhead mode records the step's kernels once per batch
+    shape and replays them, so a small model's step costs a few launches instead of hundreds."""
 
-    def __init__(self, module: torch.nn.Module, log):
+    def __init__(self, module: torch.nn.Module, log, cuda_graphs: bool = False):
         self.eager, self.log = module, log
-        self.compiled = torch.compile(module)
+        self.flag = "--cuda-graphs" if cuda_graphs else "--compile"
+        self.compiled = torch.compile(module, mode="reduce-overhead" if cuda_graphs else None)
+        self.cuda_graphs = cuda_graphs
         self.works: bool | None = None
 
     def __call__(self, x):
         if self.works is False:
             return self.eager(x)
         try:
+            if self.cuda_graphs:  # the previous step's graph outputs are no longer needed
+                torch.compiler.cudagraph_mark_step_begin()
             out = self.compiled(x)
         except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
             if self.works:
                 raise
-            self.log(f"vaelab: warning: --compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+            self.log(f"vaelab: warning: {self.flag} failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
                      "training without it")
             self.works = False
             return self.eager(x)
@@ -174,7 +180,11 @@ class Trainer:
         step_fn = _Objective(self.model, OBJECTIVES[cfg.train.objective], cfg.train)
         if self.dist.enabled:
             step_fn = torch.nn.parallel.DistributedDataParallel(step_fn)
-        self.step_fn = _CompiledOrEager(step_fn, self.log) if cfg.train.compile else step_fn
+        if cfg.train.cuda_graphs and (self.device.type != "cuda" or self.dist.enabled):
+            raise VaelabError("--cuda-graphs needs one CUDA GPU and no torchrun; leave it off here "
+                              "(--compile is its CPU and multi-process counterpart)")
+        compiled = cfg.train.compile or cfg.train.cuda_graphs
+        self.step_fn = _CompiledOrEager(step_fn, self.log, cfg.train.cuda_graphs) if compiled else step_fn
         # Mixed precision: autocast runs the networks in bf16/fp16 (the model returns float32
         # parameters, so densities and KL stay float32); fp16 needs a gradient scaler.
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
