@@ -11,24 +11,26 @@ benchmarks/RESULTS.md), with the same final numbers to three decimals.
 How: the CPU's FTZ/DAZ bits are per thread, and `torch.set_flush_denormal` sets them on the
 calling thread only, not on the OpenMP threads that run half of every kernel here. So the setter
 is also called from inside an OpenMP parallel region of the libgomp that PyTorch's Linux builds
-use, which runs it on every thread of the pool. Where that library is not found (macOS, Windows)
-the main thread alone is set.
+use, which runs it on every thread of the pool. Where no libgomp is loaded (macOS, Windows, builds
+with another OpenMP) the main thread alone is set.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 from contextlib import contextmanager
 
 import torch
 
 
 def _libgomp() -> ctypes.CDLL | None:
-    path = os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1")
-    try:  # the copy PyTorch itself loaded: dlopen of the same path returns that instance
-        return ctypes.CDLL(path) if os.path.exists(path) else ctypes.CDLL("libgomp.so.1")
-    except OSError:
+    """The libgomp this process already runs PyTorch's threads with (dlopen of a loaded library's
+    path returns that instance); None where there is none, rather than start a second runtime."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgomp" in line.rsplit("/", 1)[-1]}
+        return ctypes.CDLL(sorted(paths)[0]) if paths else None
+    except (OSError, IndexError):
         return None
 
 
