@@ -23,18 +23,23 @@ from contextlib import contextmanager
 import torch
 
 
+_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
 def _libgomp() -> ctypes.CDLL | None:
     """The libgomp this process already runs PyTorch's threads with (dlopen of a loaded library's
     path returns that instance); None where there is none, rather than start a second runtime."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "libgomp" in line.rsplit("/", 1)[-1]}
-        return ctypes.CDLL(sorted(paths)[0]) if paths else None
-    except (OSError, IndexError):
+        if not paths:
+            return None
+        lib = ctypes.CDLL(sorted(paths)[0])
+    except OSError:
         return None
-
-
-_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+    lib.GOMP_parallel.argtypes = [_CALLBACK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+    lib.GOMP_parallel.restype = None
+    return lib
 
 
 def set_flush_denormal(on: bool) -> bool:
@@ -44,8 +49,6 @@ def set_flush_denormal(on: bool) -> bool:
     lib = _libgomp()
     if supported and lib is not None and torch.get_num_threads() > 1:
         callback = _CALLBACK(lambda _: torch.set_flush_denormal(on))
-        lib.GOMP_parallel.argtypes = [_CALLBACK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
-        lib.GOMP_parallel.restype = None
         # ctypes releases the GIL for the call; each thread takes it to run the callback
         lib.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
     return supported

@@ -119,10 +119,8 @@ class _CompiledOrEager:
     shape and replays them, so a small model's step costs a few launches instead of hundreds."""
 
     def __init__(self, module: torch.nn.Module, log, cuda_graphs: bool = False):
-        self.eager, self.log = module, log
-        self.flag = "--cuda-graphs" if cuda_graphs else "--compile"
+        self.eager, self.log, self.cuda_graphs = module, log, cuda_graphs
         self.compiled = torch.compile(module, mode="reduce-overhead" if cuda_graphs else None)
-        self.cuda_graphs = cuda_graphs
         self.works: bool | None = None
 
     def __call__(self, x):
@@ -135,7 +133,7 @@ class _CompiledOrEager:
         except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
             if self.works:
                 raise
-            self.log(f"vaelab: warning: {self.flag} failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+            self.log(f"vaelab: warning: {'--cuda-graphs' if self.cuda_graphs else '--compile'} failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
                      "training without it")
             self.works = False
             return self.eager(x)
