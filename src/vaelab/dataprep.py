@@ -26,8 +26,11 @@ class Inputs:
     dynamic: bool                 # draw fresh Bernoulli targets per batch from these grey values
 
 
-def eval_split_for(cfg: DataConfig) -> str:
-    """The split watched during training: valid, or test when valid is part of training."""
+def eval_split_for(cfg: DataConfig, watch: str = "auto") -> str:
+    """The split watched during training: `watch`, or for "auto" valid, and test when valid is
+    part of training."""
+    if watch != "auto":
+        return watch
     return "test" if cfg.full_train else "valid"
 
 

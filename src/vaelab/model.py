@@ -18,7 +18,7 @@ from .baselines import BASELINES
 from .config import ModelConfig
 from .latents import LATENTS
 from .likelihoods import LIKELIHOODS
-from .networks import NETWORKS
+from .networks import INITS, NETWORKS
 
 __all__ = ["VAE", "NETWORKS", "LATENTS", "LIKELIHOODS"]
 
@@ -35,9 +35,18 @@ class VAE(nn.Module):
                                    channels=cfg.channels)
         self.decoder = decoder_cls(self.latent.dim, self.input_shape, self.likelihood.n_params,
                                    cfg.hidden, cfg.activation, channels=cfg.channels)
+        for net in (self.encoder, self.decoder):
+            INITS[cfg.init](net)
         # The score-function estimator's control variate: model state (a running average, or
         # the weights of a learned b(x)), so it is checkpointed and trained with the rest.
         self.baseline = BASELINES[cfg.baseline](self.input_shape) if cfg.baseline != "none" else None
+
+    def init_output_bias(self, mean_image: torch.Tensor) -> None:
+        """Start the decoder at the data's mean: the output bias of every pixel's mean parameter
+        is logit(mean training pixel), clipped to [0.001, 0.999] (the IWAE code's
+        `get_train_bias`), so an untrained model already predicts the average image."""
+        p = mean_image.flatten().double().clamp(1e-3, 1 - 1e-3)
+        self.decoder.set_output_bias((p.log() - (-p).log1p()).float())
 
     @property
     def device(self) -> torch.device:

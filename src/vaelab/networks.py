@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -23,6 +24,29 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
+
+
+def init_glorot(net: nn.Module) -> None:
+    """Glorot & Bengio (2010) uniform weights, U(+-sqrt(6 / (fan_in + fan_out))), zero biases: the
+    initialisation of the IWAE paper (section 5)."""
+    for m in net.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def init_normal(net: nn.Module, std: float = 0.01) -> None:
+    """Every weight and bias from N(0, std^2): the AEVB paper's "random sampling from N(0, 0.01)"
+    (section 5), with 0.01 the standard deviation as in Kingma's code of the time."""
+    for m in net.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            for p in m.parameters(recurse=False):
+                nn.init.normal_(p, 0.0, std)
+
+
+# name -> function(network) that re-initialises it in place ("torch" keeps PyTorch's default)
+INITS = {"torch": lambda net: None, "glorot": init_glorot, "normal": init_normal}
 
 
 class MLPEncoder(nn.Module):
@@ -43,6 +67,12 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z):
         return self.net(z)
+
+    def set_output_bias(self, bias) -> None:
+        """Set the first len(bias) output biases (the first parameter of every pixel)."""
+        last = self.net[-1]
+        with torch.no_grad():
+            last.bias[:bias.numel()] = bias.to(last.bias)
 
 
 # -- convolutional ------------------------------------------------------------------------------

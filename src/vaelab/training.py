@@ -5,7 +5,9 @@ permutation; the loop never waits for the device except every `SYNC_EVERY` steps
 progress bar shows the running `neg_elbo` and the loss is checked for NaN. On a CPU, denormal
 floats are flushed to zero on every thread while training (denormals.py).
 
-Safety: a checkpoint is written atomically after every epoch. Ctrl-C finishes the current step,
+Safety: a checkpoint is written atomically after the first and the last epoch, and in between
+after any epoch that ends SAVE_EVERY seconds after the last one (every epoch, when epochs are
+long). Ctrl-C finishes the current step,
 saves the exact position (permutation, step, RNG state) and exits; `--resume` then continues
 to the same final weights as an uninterrupted run. A NaN or infinite loss stops the run
 without saving, so the last good checkpoint stays intact.
@@ -36,6 +38,11 @@ from .objectives import OBJECTIVES
 from .schedules import describe, learning_rate
 
 SYNC_EVERY = 50
+# A checkpoint after the first and the last epoch, on a stop, and otherwise after the epoch that
+# ends SAVE_EVERY seconds after the last save: short epochs (Frey Face, 16 steps) would spend
+# more time writing checkpoints than training. The epoch lines are thinned the same way.
+SAVE_EVERY = 30.0
+LOG_EVERY = 5.0
 
 
 class TrainingInterrupted(Exception):
@@ -162,7 +169,7 @@ class Trainer:
         self.on_epoch: list = []  # callbacks(record) after each epoch is saved (e.g. TensorBoard scalars)
 
         train = load_inputs(cfg.data, "train", training=True)
-        self.eval_split = eval_split_for(cfg.data)
+        self.eval_split = eval_split_for(cfg.data, cfg.train.watch)
         evals = load_inputs(cfg.data, self.eval_split)
         cfg.model.input_shape = list(train.images.shape[1:])
         self.train_x = train.images.to(self.device)
@@ -172,6 +179,8 @@ class Trainer:
 
         torch.manual_seed(cfg.train.seed)
         self.model = VAE(cfg.model).to(self.device)
+        if cfg.model.output_bias == "data-mean":  # (a resumed run loads its weights over it)
+            self.model.init_output_bias(train.images.mean(0))
         self.optimizer = make_optimizer(cfg, self.model)
         if self.dist.enabled:  # the noise (z, dynamic binarization) differs between ranks
             torch.manual_seed(cfg.train.seed + 7919 * self.dist.rank)
@@ -223,6 +232,8 @@ class Trainer:
             ckpt.save_config(self.run_dir, self.cfg)
         # denormal Adam moments slow a CPU down by 30 % (see denormals.py)
         no_denormals = flush_denormals() if self.device.type == "cpu" else nullcontext()
+        first = self.epoch
+        saved = logged = -math.inf
         with _catch_sigint(self), no_denormals:
             while self.epoch < t.epochs:
                 if not self._train_epoch():
@@ -234,18 +245,27 @@ class Trainer:
                 self.history.append(self._epoch_record())
                 self.pos = 0
                 self.sums = self._zero_sums()
-                self.save()
-                r = self.history[-1]
-                train_key = "train_neg_iwae" if "train_neg_iwae" in r else "train_neg_elbo"
-                self.log(f"epoch {r['epoch']:>3}  {train_key.removeprefix('train_')} {r[train_key]:.2f}  "
-                         f"{self.eval_split} neg_elbo {r[self.eval_split + '_neg_elbo']:.2f} "
-                         f"(rec {r[self.eval_split + '_rec']:.2f}, kl {r[self.eval_split + '_kl']:.2f})  "
-                         f"{r['train_seconds']:.1f}s  {describe(t.lr_schedule, self.epoch - 1)}".rstrip()
-                         + "".join(f"  {k} {v:.3g}" for k, v in self.model.schedule_state().items()))
+                now = time.monotonic()
+                edge = self.epoch == first + 1 or self.epoch == t.epochs
+                if edge or now - saved >= SAVE_EVERY:
+                    self.save()
+                    saved = now
+                if edge or now - logged >= LOG_EVERY:
+                    self.log(self._epoch_line(self.history[-1]))
+                    logged = now
                 for hook in self.on_epoch if self.dist.main else ():
-                    hook(r)
+                    hook(self.history[-1])
         self.dist.barrier()  # no rank leaves before rank 0 has written the last checkpoint
         return self.history
+
+    def _epoch_line(self, r: dict) -> str:
+        t, split = self.cfg.train, self.eval_split
+        train_key = "train_neg_iwae" if "train_neg_iwae" in r else "train_neg_elbo"
+        return (f"epoch {r['epoch']:>3}  {train_key.removeprefix('train_')} {r[train_key]:.2f}  "
+                f"{split} neg_elbo {r[split + '_neg_elbo']:.2f} "
+                f"(rec {r[split + '_rec']:.2f}, kl {r[split + '_kl']:.2f})  "
+                f"{r['train_seconds']:.1f}s  {describe(t.lr_schedule, r['epoch'] - 1)}".rstrip()
+                + "".join(f"  {k} {v:.3g}" for k, v in self.model.schedule_state().items()))
 
     def _train_epoch(self) -> bool:
         """Run the rest of the current epoch; False if a stop was requested mid-way."""
