@@ -25,12 +25,13 @@ from .training import Trainer, prepare_run_dir, resolve_device
 
 
 def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, log=None, tensorboard: bool = False) -> Path:
+          progress: bool = True, log=None, tensorboard: bool = False, on_epoch=()) -> Path:
     """Train a model described by `config` into the run directory `out`; returns `out`.
 
     With resume=True the saved config, weights, optimizer and RNG state continue the run
     exactly; `config.train.epochs` may extend it. With tensorboard=True each epoch's metrics
-    also go to out/tensorboard (needs the `tensorboard` extra)."""
+    also go to out/tensorboard (needs the `tensorboard` extra). Each of `on_epoch` is called with
+    the epoch's metrics record after the epoch is saved."""
     from .tblog import TensorBoardLogger, require_tensorboard
     if tensorboard:
         require_tensorboard()  # before anything is written
@@ -38,7 +39,7 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
     run_dir = prepare_run_dir(out, resume=resume, overwrite=overwrite)
     try:
         if resume:
-            _check_resumable(ckpt.load_config(run_dir), config, run_dir)
+            check_resumable(ckpt.load_config(run_dir), config, run_dir)
         trainer = Trainer(config.validate(), run_dir, resume=resume, progress=progress, log=log)
     except BaseException:
         if created and not any(run_dir.iterdir()):  # a data or config error leaves no empty run behind
@@ -47,6 +48,7 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
     board = TensorBoardLogger(run_dir / "tensorboard", start_epoch=trainer.epoch) if tensorboard else None
     if board is not None:
         trainer.on_epoch.append(board)
+    trainer.on_epoch.extend(on_epoch)
     try:
         trainer.fit()
     finally:
@@ -59,7 +61,7 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
 RESUMABLE = {"train.epochs", "train.device", "train.compile", "train.cuda_graphs", "data.data_dir"}
 
 
-def _check_resumable(saved: Config, new: Config, run_dir: Path) -> None:
+def check_resumable(saved: Config, new: Config, run_dir: Path) -> None:
     """A resumed run keeps its settings; only the number of epochs, the device, compilation
     and where the data lives may change."""
     old_flat, new_flat = _flatten(saved.to_dict()), _flatten(new.to_dict())
@@ -88,9 +90,11 @@ def load_run(run: str | Path, device: str = "auto", data_dir: str | None = None)
 
 def evaluate(run: str | Path, split: str = "test", *, samples: int = 1, iw_samples: int | None = None,
              max_memory: int = 2 * 2**30, device: str = "auto", data_dir: str | None = None, seed: int = 0,
-             progress: bool = False) -> dict:
+             progress: bool = False, relaxed: bool = False) -> dict:
     """`neg_elbo`, `rec`, `kl` (nats per example) of a trained run on a data split, the number of
-    active units, and with `iw_samples` = K the importance-sampled `nll` (-mean L_K)."""
+    active units, and with `iw_samples` = K the importance-sampled `nll` (-mean L_K). With
+    relaxed=True the ELBO terms are those of the latent as trained (a categorical latent's
+    Gumbel-Softmax relaxation at the last training temperature) instead of the discrete model."""
     ctx = distributed.init(device)  # under torchrun, each rank evaluates its share of the points
     cfg, model = load_run(run, device, data_dir)
     if iw_samples is not None and iw_samples < 1:
@@ -98,7 +102,8 @@ def evaluate(run: str | Path, split: str = "test", *, samples: int = 1, iw_sampl
     x = load_inputs(cfg.data, split).images
     x = x[ctx.local_slice(x.shape[0])]
     result = {"split": split, "dataset": cfg.data.dataset,
-              **evaluate_elbo(model, x, cfg.train.eval_batch_size, samples=samples, kl=cfg.train.kl, seed=seed)}
+              **evaluate_elbo(model, x, cfg.train.eval_batch_size, samples=samples, kl=cfg.train.kl, seed=seed,
+                               relaxed=relaxed)}
     mu = model.latent.mean(encode_all(model, x, cfg.train.eval_batch_size))
     result["active_units"] = active_units(mu)
     if iw_samples is not None:

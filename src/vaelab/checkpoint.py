@@ -100,6 +100,23 @@ def save_weights(run_dir: Path, model: VAE, info: dict) -> None:
     atomic_write(run_dir / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"vaelab": json.dumps(info)}))
 
 
+def weights_info(run_dir: str | Path) -> dict:
+    """The metadata saved with the weights ({"epoch", "step"}), read without loading them."""
+    from safetensors import safe_open
+    path = Path(run_dir) / WEIGHTS
+    if not path.is_file():
+        raise VaelabError(f"{path} is missing; the run has no saved weights yet (train it, or resume it)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        info = json.loads(meta.get("vaelab", "{}"))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise VaelabError(f"{path} is damaged or not a safetensors file ({e}); retrain, or resume from a good copy") from None
+    if not isinstance(info, dict):
+        raise VaelabError(f"{path} has metadata vaelab did not write; retrain, or resume from a good copy")
+    return info
+
+
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, VAE]:
     """The run's config and its trained model (eval mode) on `device`."""
     run_dir = Path(run_dir)

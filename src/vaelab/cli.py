@@ -119,6 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
 
+    p = sub.add_parser("reproduce", help="run a published protocol to its end and put our number beside the paper's",
+                       description="Run a named published protocol (the paper's architecture, data, schedule and "
+                                   "evaluation) to its end into --out, and write --out/reproduction.json with the "
+                                   "paper's number beside ours. Running the same command again continues where it "
+                                   "stopped. --list shows every protocol; --table prints the Markdown table of "
+                                   "reproduction.json files.")
+    p.add_argument("name", nargs="?", metavar="NAME", help="a protocol or figure from --list")
+    p.add_argument("--out", metavar="DIR", action="append",
+                   help="the reproduction's directory (default: runs/reproduce/NAME); with --list, directories "
+                        "(or folders of them) whose progress to show, repeatable")
+    p.add_argument("--seeds", type=_seeds, default=None, metavar="LIST",
+                   help="comma-separated seeds, e.g. 0,1,2 (default: the protocol's); the row reports their mean "
+                        "± sd and every seed")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="a shortened protocol for smoke tests: N epochs, and the row is marked incomplete")
+    p.add_argument("--list", action="store_true", help="every protocol: paper, row, number, metric, cost")
+    p.add_argument("--table", nargs="+", metavar="DIR", help="print the Markdown table of the reproduction.json "
+                                                               "files under these directories")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute (default: auto)")
+    p.add_argument("--data-dir", default=None, help="data directory (default: $VAELAB_DATA_DIR, else ~/.cache/vaelab)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     p = sub.add_parser("data", help="list or download data sets")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=Parser)
     q = dsub.add_parser("list", help="each data set and whether its files are present and verified")
@@ -144,6 +166,16 @@ def _bytes(text: str) -> int:
         return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
     except ValueError:
         raise argparse.ArgumentTypeError(f"cannot read {text!r} as a size such as 512M or 2G") from None
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} as comma-separated seeds such as 0,1,2") from None
+    if not seeds or any(not 0 <= s < 2**63 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be integers in 0..2^63-1, got {text!r}")
+    return seeds
 
 
 def _version() -> str:
@@ -297,9 +329,31 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .reproduce import list_protocols, markdown_table, find_records, run_named
+    modes = sum(map(bool, (args.list, args.table, args.name)))
+    if modes != 1:
+        raise VaelabError("give one of: a protocol NAME, --list, or --table DIR (see `vaelab reproduce --list`)")
+    if args.list:
+        sys.stdout.write(list_protocols(args.out or []))
+        return 0
+    if args.table:
+        records = find_records(args.table)
+        if not records:
+            raise VaelabError(f"no reproduction.json under {', '.join(args.table)}")
+        sys.stdout.write(markdown_table(records))
+        return 0
+    if args.out and len(args.out) > 1:
+        raise VaelabError("give one --out directory for a reproduction")
+    out = Path(args.out[0]) if args.out else Path("runs/reproduce") / args.name
+    run_named(args.name, out, seeds=args.seeds, epochs=args.epochs, data_dir=args.data_dir, device=args.device,
+              progress=not args.no_progress, log=_log)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
             "encode": cmd_encode, "plot": cmd_plot, "report": cmd_report, "explore": cmd_explore, "data": cmd_data,
-            "gradvar": cmd_gradvar}
+            "gradvar": cmd_gradvar, "reproduce": cmd_reproduce}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,10 +49,16 @@ def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
 
 @torch.inference_mode()
 def evaluate_elbo(model: VAE, x: torch.Tensor, batch_size: int = 1000, samples: int = 1,
-                  kl: str = "analytic", seed: int = 0) -> dict:
-    """Mean per-example `neg_elbo`, `rec`, `kl` in nats (and `neg_elbo_stderr`) over x."""
+                  kl: str = "analytic", seed: int = 0, relaxed: bool = False) -> dict:
+    """Mean per-example `neg_elbo`, `rec`, `kl` in nats (and `neg_elbo_stderr`) over x.
+
+    relaxed=True evaluates the latent family as in training (for a categorical latent: the
+    Gumbel-Softmax relaxation at the model's temperature, the bound its training prints) rather
+    than the discrete model."""
     was_training = model.training
     model.eval()
+    if relaxed and isinstance(model.latent, torch.nn.Module):
+        model.latent.train()
     device = model.device
     out = {"neg_elbo": [], "rec": [], "kl": []}
     with seeded(seed, device):
