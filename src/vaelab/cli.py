@@ -127,8 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "reproduction.json files.")
     p.add_argument("name", nargs="?", metavar="NAME", help="a protocol or figure from --list")
     p.add_argument("--out", metavar="DIR", action="append",
-                   help="the reproduction's directory (default: runs/reproduce/NAME); with --list, directories "
-                        "(or folders of them) whose progress to show, repeatable")
+                   help="the reproduction's directory (default: runs/reproduce/NAME); for a figure, the folder "
+                        "that holds its members' directories (DIR/<member>) and the figure (default: "
+                        "runs/reproduce); with --list, directories (or folders of them) whose progress to show, "
+                        "repeatable")
     p.add_argument("--seeds", type=_seeds, default=None, metavar="LIST",
                    help="comma-separated seeds, e.g. 0,1,2 (default: the protocol's); the row reports their mean "
                         "± sd and every seed")
@@ -345,7 +347,9 @@ def cmd_reproduce(args) -> int:
         return 0
     if args.out and len(args.out) > 1:
         raise VaelabError("give one --out directory for a reproduction")
-    out = Path(args.out[0]) if args.out else Path("runs/reproduce") / args.name
+    from .reproduce import FIGURES
+    # a figure's members live beside each other (DIR/<member>), so figures that share a run share it
+    out = Path(args.out[0]) if args.out else Path("runs/reproduce") / ("" if args.name in FIGURES else args.name)
     run_named(args.name, out, seeds=args.seeds, epochs=args.epochs, data_dir=args.data_dir, device=args.device,
               progress=not args.no_progress, log=_log)
     return 0

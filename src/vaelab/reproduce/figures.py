@@ -3,8 +3,10 @@
     vaelab reproduce aevb-figure2 --out DIR     runs every member into DIR/<member>, then draws
                                                 DIR/aevb-figure2.png
 
-A member can also be run on its own (`vaelab reproduce MEMBER --out DIR/MEMBER`), for instance
-two at a time in parallel; the figure command then finds it complete and only draws.
+Members live side by side in DIR, so two figures drawn from one DIR share the runs they have in
+common (Figure 4's Frey Face run is Figure 2's N_z = 2 panel). A member can also be run on its
+own (`vaelab reproduce MEMBER --out DIR/MEMBER`), for instance two at a time in parallel; the
+figure command then finds it complete and only draws.
 """
 
 from __future__ import annotations
