@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 export VAELAB_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 DEMO_RUN ?= runs/demo
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test venv clean bench reproductions-table
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: venv
 
 bench: venv
 	$(BIN)/python benchmarks/bench_train.py
+
+# The README's reproduction table, generated from the records in reproductions/ (never typed).
+reproductions-table: venv
+	$(BIN)/python -c "from vaelab.reproduce.table import update_readme; update_readme('README.md', 'reproductions')"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -132,3 +132,24 @@ def list_protocols(outs: list[str | Path] = ()) -> str:
                      f"{', '.join(f.members)}" for f in FIGURES.values())
     return text + ("\n\nFigures (vaelab reproduce FIGURE --out DIR runs every member, then draws it):\n" + figs
                    if figs else "") + "\n"
+
+
+README_START, README_END = "<!-- reproductions:start -->", "<!-- reproductions:end -->"
+NOTHING_YET = "No reproduction has finished yet."
+
+
+def readme_table(records_dir: str | Path) -> str:
+    """What the README shows between its reproduction markers: the table of `records_dir`."""
+    records = find_records([records_dir]) if Path(records_dir).is_dir() else []
+    return markdown_table(records).strip() if records else NOTHING_YET
+
+
+def update_readme(readme: str | Path, records_dir: str | Path) -> None:
+    """Replace the README's table with the one generated from `records_dir`."""
+    path = Path(readme)
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise VaelabError(f"{path} has no {README_START} ... {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    path.write_text(f"{head}{README_START}\n{readme_table(records_dir)}\n{README_END}{tail}")
