@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
 from .checkpoint import load_config
-from .config import PRESETS, Config, build_config, cli_fields
+from .config import MAX_SEED, PRESETS, Config, build_config, cli_fields
 from .errors import VaelabError
 
 
@@ -40,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         kw = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS, "help": _field_help(f)}
         if f.default is False:
             kw["action"] = "store_true"
-        elif f.metadata.get("choices"):
-            kw["choices"] = f.metadata["choices"]
+        elif isinstance(f.metadata.get("choices"), list):
+            kw["choices"] = f.metadata["choices"]   # registry choices are checked by the config
         p.add_argument(f.metadata["flag"], **kw)
     p.add_argument("--out", metavar="RUN", help="run directory to create (default: runs/<preset or dataset>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN exactly where it stopped (--epochs may extend it)")
@@ -54,20 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="neg_elbo, reconstruction and KL of a run on a split")
     _add_run_args(p)
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--samples", type=int, default=1, help="Monte-Carlo samples of z per point (default: 1)")
-    p.add_argument("--iw-samples", type=int, nargs="?", const=5000, default=None, metavar="K",
+    p.add_argument("--samples", type=_positive, default=1, help="Monte-Carlo samples of z per point (default: 1)")
+    p.add_argument("--iw-samples", type=_positive, nargs="?", const=5000, default=None, metavar="K",
                    help="also estimate log p(x) with K importance samples per point and report nll "
                         "(K = 5000 when given without a value, as in the IWAE tables)")
     p.add_argument("--max-memory", type=_bytes, default="2G", metavar="SIZE",
                    help="memory budget of one decoder pass for --iw-samples, e.g. 512M, 2G (default: 2G)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
 
     p = sub.add_parser("sample", help="a grid of images generated from the prior")
     _add_run_args(p, data_dir=False)
     p.add_argument("-n", type=int, default=64, help="number of images (default: 64)")
     p.add_argument("-o", "--output", default=None, help="PNG file (default: RUN/samples.png)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
 
     p = sub.add_parser("reconstruct", help="test images above their reconstructions")
     _add_run_args(p)
@@ -109,14 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("--estimators", default="reparam,straight-through,score-function",
                    help="comma-separated: reparam, straight-through, score-function (default: all three)")
-    p.add_argument("--draws", type=int, default=200, help="gradient draws per estimator (default: 200)")
-    p.add_argument("--batch-size", type=int, default=100, help="points in the fixed batch (default: 100)")
+    p.add_argument("--draws", type=_positive, default=200, help="gradient draws per estimator (default: 200)")
+    p.add_argument("--batch-size", type=_positive, default=100, help="points in the fixed batch (default: 100)")
     p.add_argument("--split", default="train", choices=["train", "valid", "test"], help="(default: train)")
     p.add_argument("--baseline", default="auto", choices=["auto", "none", "moving-average"],
                    help="score-function control variate: the run's own, else a moving average (auto); none; "
                         "or a moving average fitted on the batch")
-    p.add_argument("--tau", type=float, default=None, help="temperature (default: where the run's schedule ended)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tau", type=_positive_float, default=None, help="temperature (default: where the run's schedule ended)")
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
 
     p = sub.add_parser("reproduce", help="run a published protocol to its end and put our number beside the paper's",
@@ -134,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, default=None, metavar="LIST",
                    help="comma-separated seeds, e.g. 0,1,2 (default: the protocol's); the row reports their mean "
                         "± sd and every seed")
-    p.add_argument("--epochs", type=int, default=None, metavar="N",
+    p.add_argument("--epochs", type=_positive, default=None, metavar="N",
                    help="a shortened protocol for smoke tests: N epochs, and the row is marked incomplete")
     p.add_argument("--list", action="store_true", help="every protocol: paper, row, number, metric, cost")
     p.add_argument("--table", nargs="+", metavar="DIR", help="print the Markdown table of the reproduction.json "
@@ -165,9 +167,42 @@ def _bytes(text: str) -> int:
     units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     try:
-        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"cannot read {text!r} as a size such as 512M or 2G") from None
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} as a size such as 512M or 2G")
+    return int(value)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number in 0..2^63-1, got {text}")
+    return value
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -175,7 +210,7 @@ def _seeds(text: str) -> tuple[int, ...]:
         seeds = tuple(int(s) for s in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"cannot read {text!r} as comma-separated seeds such as 0,1,2") from None
-    if not seeds or any(not 0 <= s < 2**63 for s in seeds):
+    if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds):
         raise argparse.ArgumentTypeError(f"seeds must be integers in 0..2^63-1, got {text!r}")
     return seeds
 
@@ -219,8 +254,6 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .api import evaluate
-    if args.samples < 1:
-        raise VaelabError(f"--samples must be at least 1, got {args.samples}")
     result = evaluate(args.run, args.split, samples=args.samples, iw_samples=args.iw_samples,
                       max_memory=args.max_memory, device=args.device, data_dir=args.data_dir, seed=args.seed,
                       progress=not args.json or sys.stderr.isatty())
@@ -243,8 +276,7 @@ def cmd_evaluate(args) -> int:
 def cmd_sample(args) -> int:
     from .api import sample
     from .viz import save_grid
-    if args.n < 1:
-        raise VaelabError(f"-n must be at least 1, got {args.n}")
+    _check_count(args.n)
     path = save_grid(sample(args.run, args.n, seed=args.seed, device=args.device),
                      args.output or Path(args.run) / "samples.png")
     print(path)
@@ -254,6 +286,7 @@ def cmd_sample(args) -> int:
 def cmd_reconstruct(args) -> int:
     from .api import reconstruct
     from .viz import save_recon
+    _check_count(args.n)
     x, r = reconstruct(args.run, args.split, args.n, device=args.device, data_dir=args.data_dir)
     print(save_recon(x, r, args.output or Path(args.run) / "reconstructions.png"))
     return 0
@@ -273,6 +306,15 @@ def cmd_gradvar(args) -> int:
                          data_dir=args.data_dir, progress=not args.json and sys.stderr.isatty())
     print(json.dumps(result) if args.json else format_table(result))
     return 0
+
+
+MAX_PICTURE_IMAGES = 10000
+
+
+def _check_count(n: int) -> None:
+    """-n of a picture: at least one image, and few enough to draw in one PNG."""
+    if not 1 <= n <= MAX_PICTURE_IMAGES:
+        raise VaelabError(f"-n must be between 1 and {MAX_PICTURE_IMAGES} images for one picture, got {n}")
 
 
 def _save_evaluation(args, result: dict) -> None:
@@ -374,6 +416,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaelab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vaelab data list | head -1`: the reader has gone; nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception:
+        # Not an error a user can cause: a bug. Keep the traceback, and ask for the report.
+        import traceback
+        traceback.print_exc()
+        print(f"vaelab: internal error: this is a bug in vaelab {_version()}, not in your input; please report "
+              "it with the command you ran and the traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,37 @@ from typing import Any
 from .errors import VaelabError
 
 
-def opt(default, flag: str | None = None, help: str = "", choices=None, **kw):
-    """A config field; `flag` makes it settable from the command line."""
-    meta = {"flag": flag, "help": help, "choices": choices}
+def opt(default, flag: str | None = None, help: str = "", choices=None, *, ge=None, gt=None, le=None,
+        lt=None, length: int | None = None, **kw):
+    """A config field; `flag` makes it settable from the command line.
+
+    Constraints are declared here, once, and checked wherever a value enters (flags, files,
+    presets, a run's config.json, the Python API): `choices` (a list, or a function returning
+    the names of a registry), numeric bounds `ge` (>=), `gt` (>), `le` (<=), `lt` (<) applied to a number
+    or to every element of a list, and a list's `length`. Floats must be finite."""
+    meta = {"flag": flag, "help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt, "length": length}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
+
+
+def _registry(name: str) -> list[str]:
+    """The names in one of the parts' registries (imported when first asked, not at import)."""
+    from . import registries
+    return list(getattr(registries, name))
+
+
+def choices_of(f: dataclasses.Field) -> list[str] | None:
+    c = f.metadata.get("choices")
+    return list(c()) if callable(c) else c
+
+
+def field_name(section: str, f: dataclasses.Field) -> str:
+    """How a user names a setting: its flag, else section.name."""
+    return f.metadata.get("flag") or f"{section}.{f.name}"
+
+
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -34,7 +60,7 @@ class DataConfig:
                        "split 80/10/10 by a fixed permutation (see vaelab.data.custom)")
     binarize: str = opt("dynamic", "--binarize", "how grey pixels become Bernoulli targets",
                         choices=["none", "dynamic", "static"])
-    binarize_seed: int = opt(0, help="seed of the fixed draw for static binarization (and of the evaluation\n"
+    binarize_seed: int = opt(0, ge=0, le=MAX_SEED, help="seed of the fixed draw for static binarization (and of the evaluation\n"
                              "targets under dynamic binarization)")
     full_train: bool = opt(False, "--full-train", "train on train+valid (60000 for MNIST); the per-epoch\n"
                            "evaluation then uses the test split")
@@ -45,6 +71,7 @@ class DataConfig:
     def validate(self):
         from .data import DATASETS
         from .data.custom import is_custom, normalize_source, parse_image_size
+        validate_fields(self, "data")
         if is_custom(self.dataset):
             self.dataset = normalize_source(self.dataset)  # absolute path, so the run works from anywhere
         elif self.dataset not in DATASETS:
@@ -54,100 +81,80 @@ class DataConfig:
             if not is_custom(self.dataset):
                 raise VaelabError(f"--image-size applies to folder:PATH and npy:PATH data only, not {self.dataset}")
             self.image_size = "{}x{}".format(*parse_image_size(self.image_size))
-        if self.binarize not in ("none", "dynamic", "static"):
-            raise VaelabError(f"unknown binarization {self.binarize!r}; choose none, dynamic or static")
 
 
 @dataclass
 class ModelConfig:
     network: str = opt("mlp", "--model", "encoder/decoder network family: fully connected, or convolutional",
-                       choices=["mlp", "conv"])
+                       choices=lambda: _registry("NETWORKS"))
     latent: str = opt("gaussian", "--latent", "latent family: gaussian (--latent-dim), or categorical\n"
                       "(--categorical-dims, trained through the Gumbel-Softmax relaxation)",
-                      choices=["gaussian", "categorical"])
-    latent_dim: int = opt(20, "--latent-dim", "number of latent dimensions")
+                      choices=lambda: _registry("LATENTS"))
+    latent_dim: int = opt(20, "--latent-dim", "number of latent dimensions", ge=1)
     hidden: list[int] = opt([400], "--hidden", "hidden layer sizes, e.g. 400 or 500,500; with --model conv the fully\n"
-                            "connected layers after the convolutions, may be empty (--hidden '')")
+                            "connected layers after the convolutions, may be empty (--hidden '')", ge=1)
     channels: list[int] = opt([32, 64], "--channels", "--model conv: output channels of each 3x3 convolution (stride 2\n"
-                              "while the feature map is larger than 2x2), e.g. 32,64")
-    activation: str = opt("relu", "--activation", "hidden activation", choices=["tanh", "relu"])
+                              "while the feature map is larger than 2x2), e.g. 32,64", ge=1)
+    activation: str = opt("relu", "--activation", "hidden activation", choices=lambda: _registry("ACTIVATIONS"))
     likelihood: str = opt("bernoulli", "--likelihood", "decoder distribution p(x|z)",
-                          choices=["bernoulli", "gaussian"])
+                          choices=lambda: _registry("LIKELIHOODS"))
     # The categorical latent (Jang, Gu & Poole 2017): N variables of K classes, relaxed in training
     # with temperature tau = max(tau_min, tau0 exp(-anneal_rate t)), t = the step rounded down
     # to a multiple of anneal_every (schedules.gumbel_temperature).
     categorical_dims: list[int] = opt([20, 10], "--categorical-dims", "--latent categorical: N x K, N variables of\n"
-                                      "K classes each, e.g. 20x10")
-    tau0: float = opt(1.0, "--tau0", "--latent categorical: initial Gumbel-Softmax temperature")
-    tau_min: float = opt(0.5, "--tau-min", "--latent categorical: the temperature never falls below this")
+                                      "K classes each, e.g. 20x10", length=2, ge=1)
+    tau0: float = opt(1.0, "--tau0", "--latent categorical: initial Gumbel-Softmax temperature", gt=0)
+    tau_min: float = opt(0.5, "--tau-min", "--latent categorical: the temperature never falls below this", gt=0)
     anneal_rate: float = opt(3e-5, "--anneal-rate", "--latent categorical: r in tau = max(tau_min, tau0 exp(-r t))\n"
-                             "at global step t (0 keeps tau0)")
-    anneal_every: int = opt(1000, "--anneal-every", "--latent categorical: update the temperature every this many steps")
+                             "at global step t (0 keeps tau0)", ge=0)
+    anneal_every: int = opt(1000, "--anneal-every", "--latent categorical: update the temperature every this many steps",
+                            ge=1)
     hard: bool = opt(False, "--hard", "--latent categorical: straight-through Gumbel-Softmax (one-hot forward\n"
                      "pass, relaxed gradient)")
     baseline: str = opt("none", "--baseline", "--estimator score-function: the control variate subtracted from the\n"
                         "learning signal: a moving average, or learned (moving average + a small MLP on x)",
-                        choices=["none", "moving-average", "learned"])
+                        choices=lambda: ["none", *_registry("BASELINES")])
     init: str = opt("torch", "--init", "weight initialisation: PyTorch's default; glorot (Glorot & Bengio uniform\n"
                     "weights, zero biases: the IWAE paper); normal (every weight and bias from N(0, 0.01^2): the\n"
-                    "AEVB paper)", choices=["torch", "glorot", "normal"])
+                    "AEVB paper)", choices=lambda: _registry("INITS"))
     output_bias: str = opt("default", "--output-bias", "the decoder's output bias at the start: as --init sets it, or\n"
                            "data-mean (the logit of the mean training image, as the IWAE code; --model mlp)",
                            choices=["default", "data-mean"])
     # Filled in from the data set when a run starts; part of the model's identity.
-    input_shape: list[int] = opt([1, 28, 28])
+    input_shape: list[int] = opt([1, 28, 28], length=3, ge=1)
 
     def validate(self):
-        from .model import LATENTS, LIKELIHOODS, NETWORKS
-        for name, value, registry in (("--model", self.network, NETWORKS), ("--latent", self.latent, LATENTS),
-                                      ("--likelihood", self.likelihood, LIKELIHOODS)):
-            if value not in registry:
-                raise VaelabError(f"unknown {name} {value!r}; choose one of {', '.join(registry)}")
-        if self.latent_dim < 1:
-            raise VaelabError(f"--latent-dim must be at least 1, got {self.latent_dim}")
-        if (not self.hidden and self.network != "conv") or any(h < 1 for h in self.hidden):
-            raise VaelabError(f"--hidden needs positive layer sizes, got {self.hidden}")
-        if not self.channels or any(c < 1 for c in self.channels):
-            raise VaelabError(f"--channels needs positive channel counts, e.g. 32,64; got {self.channels}")
-        if self.activation not in ("tanh", "relu"):
-            raise VaelabError(f"unknown --activation {self.activation!r}; choose tanh or relu")
-        if len(self.categorical_dims) != 2 or self.categorical_dims[0] < 1 or self.categorical_dims[1] < 2:
-            raise VaelabError(f"--categorical-dims must be NxK with N >= 1 variables of K >= 2 classes, e.g. 20x10; "
+        validate_fields(self, "model")
+        if not self.hidden and self.network != "conv":
+            raise VaelabError("--hidden needs at least one layer size (only --model conv may have none)")
+        if self.categorical_dims[1] < 2:
+            raise VaelabError(f"--categorical-dims must be NxK with K >= 2 classes, e.g. 20x10; "
                               f"got {'x'.join(map(str, self.categorical_dims))}")
-        if not (self.tau0 > 0 and self.tau_min > 0):
-            raise VaelabError(f"--tau0 and --tau-min must be positive, got {self.tau0} and {self.tau_min}")
-        if self.anneal_rate < 0 or self.anneal_every < 1:
-            raise VaelabError(f"--anneal-rate must be >= 0 and --anneal-every >= 1, got {self.anneal_rate} and "
-                              f"{self.anneal_every}")
+        if not self.channels:
+            raise VaelabError("--channels needs at least one channel count, e.g. 32,64")
         if self.hard and self.latent != "categorical":
             raise VaelabError("--hard (straight-through Gumbel-Softmax) needs --latent categorical")
-        if self.baseline not in ("none", "moving-average", "learned"):
-            raise VaelabError(f"unknown --baseline {self.baseline!r}; choose moving-average or learned")
-        if self.init not in ("torch", "glorot", "normal"):
-            raise VaelabError(f"unknown --init {self.init!r}; choose torch, glorot or normal")
-        if self.output_bias not in ("default", "data-mean"):
-            raise VaelabError(f"unknown --output-bias {self.output_bias!r}; choose default or data-mean")
         if self.output_bias == "data-mean" and self.network != "mlp":
             raise VaelabError("--output-bias data-mean sets one bias per pixel, which only --model mlp has")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = opt(10, "--epochs", "number of passes over the training set")
-    batch_size: int = opt(128, "--batch-size", "examples per step")
-    lr: float = opt(1e-3, "--lr", "learning rate")
-    optimizer: str = opt("adam", "--optimizer", "optimizer", choices=["adam", "adagrad"])
-    adam_betas: list[float] = opt([0.9, 0.999])
-    adam_eps: float = opt(1e-8)
-    weight_decay: float = opt(0.0, "--weight-decay", "L2 penalty on the weights (the paper's small prior)")
-    grad_clip: float | None = opt(None, "--grad-clip", "clip the gradient norm to this value")
+    epochs: int = opt(10, "--epochs", "number of passes over the training set", ge=1)
+    batch_size: int = opt(128, "--batch-size", "examples per step", ge=1)
+    lr: float = opt(1e-3, "--lr", "learning rate", gt=0)
+    optimizer: str = opt("adam", "--optimizer", "optimizer", choices=lambda: _registry("OPTIMIZERS"))
+    adam_betas: list[float] = opt([0.9, 0.999], length=2, ge=0, lt=1)
+    adam_eps: float = opt(1e-8, gt=0)
+    weight_decay: float = opt(0.0, "--weight-decay", "L2 penalty on the weights (the paper's small prior)", ge=0)
+    grad_clip: float | None = opt(None, "--grad-clip", "clip the gradient norm to this value", gt=0)
     objective: str = opt("elbo", "--objective", "training objective: the ELBO or the k-sample IWAE bound",
-                         choices=["elbo", "iwae"])
-    samples: int = opt(1, "--samples", "L: Monte-Carlo samples of z per data point (ELBO)")
-    k: int = opt(50, "--k", "importance samples per data point (--objective iwae)")
+                         choices=lambda: _registry("OBJECTIVES"))
+    samples: int = opt(1, "--samples", "L: Monte-Carlo samples of z per data point (ELBO)", ge=1)
+    k: int = opt(50, "--k", "importance samples per data point (--objective iwae)", ge=1)
     kl: str = opt("analytic", "--kl", "KL term: closed form or Monte-Carlo", choices=["analytic", "mc"])
-    beta: float = opt(1.0, "--beta", "weight of the KL term (1 = the ELBO)")
-    seed: int = opt(0, "--seed", "random seed (weights, batches, binarization, noise)")
+    beta: float = opt(1.0, "--beta", "weight of the KL term (1 = the ELBO)", ge=0)
+    seed: int = opt(0, "--seed", "random seed (weights, batches, binarization, noise)", ge=0, le=MAX_SEED)
     device: str = opt("auto", "--device", "where to train", choices=["auto", "cpu", "cuda"])
     precision: str = opt("fp32", "--precision", "network arithmetic: fp32, or bf16/fp16 autocast (fp16 on CUDA,\n"
                          "with a gradient scaler); likelihoods and KL stay in float32",
@@ -158,39 +165,16 @@ class TrainConfig:
                             "reduce-overhead mode): for small models, whose GPU time is kernel launches")
     lr_schedule: str = opt("constant", "--lr-schedule",
                            "constant, or iwae: lr * 10^(-i/7) for 3^i epochs, i = 0..7 (3280 epochs)",
-                           choices=["constant", "iwae"])
+                           choices=lambda: _registry("LR_SCHEDULES"))
     watch: str = opt("auto", "--watch", "the split evaluated after every epoch: valid, or test (as papers that\n"
                      "plot test curves); auto: valid, or test with --full-train", choices=["auto", "valid", "test"])
-    eval_batch_size: int = opt(1000)
+    eval_batch_size: int = opt(1000, ge=1)
     estimator: str = opt("reparam", "--estimator", "gradient of the ELBO for --latent categorical: reparam (Gumbel-\n"
                          "Softmax; add --hard for straight-through) or score-function (REINFORCE; add --baseline)",
-                         choices=["reparam", "score-function"])
+                         choices=lambda: ["reparam", *_registry("ESTIMATORS")])
 
     def validate(self):
-        for name, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
-                            ("--samples", self.samples), ("--k", self.k)):
-            if value < 1:
-                raise VaelabError(f"{name} must be at least 1, got {value}")
-        if not self.lr > 0:
-            raise VaelabError(f"--lr must be positive, got {self.lr}")
-        if self.beta < 0:
-            raise VaelabError(f"--beta must be non-negative, got {self.beta}")
-        if self.optimizer not in ("adam", "adagrad"):
-            raise VaelabError(f"unknown --optimizer {self.optimizer!r}; choose adam or adagrad")
-        if self.objective not in ("elbo", "iwae"):
-            raise VaelabError(f"unknown --objective {self.objective!r}; choose elbo or iwae")
-        if self.lr_schedule not in ("constant", "iwae"):
-            raise VaelabError(f"unknown --lr-schedule {self.lr_schedule!r}; choose constant or iwae")
-        if self.kl not in ("analytic", "mc"):
-            raise VaelabError(f"unknown --kl {self.kl!r}; choose analytic or mc")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise VaelabError(f"unknown --precision {self.precision!r}; choose fp32, bf16 or fp16")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise VaelabError(f"--grad-clip must be positive, got {self.grad_clip}")
-        if self.watch not in ("auto", "valid", "test"):
-            raise VaelabError(f"unknown --watch {self.watch!r}; choose auto, valid or test")
-        if self.estimator not in ("reparam", "score-function"):
-            raise VaelabError(f"unknown --estimator {self.estimator!r}; choose reparam or score-function")
+        validate_fields(self, "train")
 
 
 @dataclass
@@ -227,6 +211,8 @@ class Config:
     def from_dict(cls, d: dict, base: "Config | None" = None, source: str = "config") -> "Config":
         """Overlay `d` (nested by section) on `base`, rejecting unknown keys by name."""
         cfg = base if base is not None else cls()
+        if not isinstance(d, dict):
+            raise VaelabError(f"{source}: expected a table with [data], [model], [train] sections")
         unknown = set(d) - set(cls.SECTIONS)
         if unknown:
             raise VaelabError(f"{source}: unknown section(s) {sorted(unknown)}; expected {list(cls.SECTIONS)}")
@@ -238,38 +224,106 @@ class Config:
             for key, value in values.items():
                 if key not in names:
                     raise VaelabError(f"{source}: unknown setting {section}.{key}; known: {', '.join(names)}")
-                setattr(part, key, _coerce(value, names[key], f"{source}: {section}.{key}"))
+                where = field_name(section, names[key]) if source == "command line" else f"{source}: {section}.{key}"
+                setattr(part, key, _coerce(value, names[key], where))
         return cfg
 
 
-def _coerce(value, f: dataclasses.Field, where: str):
-    """Convert a value from JSON/TOML/the command line to the field's type."""
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    try:
-        if value is None:
-            return None
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes"):
-                    return True
-                if value.lower() in ("0", "false", "no"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if isinstance(default, list):
-            if isinstance(value, str):
-                value = [v for v in value.replace("x", ",").split(",") if v.strip()]
-            elem = type(default[0]) if default else int
-            return [elem(v) for v in value]
-        if isinstance(default, int) and not isinstance(value, bool):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if isinstance(default, float) or f.type in ("float | None",):
-            return float(value)
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+_TYPE_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+_PLURAL = {str: "texts", int: "whole numbers", float: "numbers", bool: "true/false values"}
+
+
+def _parse_type(annotation: str) -> tuple[type, bool, bool]:
+    """(element type, is a list, may be None) of a field annotation such as 'list[int]' or
+    'float | None' (annotations are strings: `from __future__ import annotations`)."""
+    text = annotation.replace(" ", "")
+    optional = text.endswith("|None")
+    text = text.removesuffix("|None")
+    if text.startswith("list[") and text.endswith("]"):
+        return _TYPES[text[5:-1]], True, optional
+    return _TYPES[text], False, optional
+
+
+def _scalar(value, kind: type, where: str):
+    """One value as `kind`; text is parsed (it comes from the command line)."""
+    bad = VaelabError(f"{where} must be {_TYPE_WORDS[kind]}, got {value!r}")
+    if kind is str:
+        if not isinstance(value, str):
+            raise bad
         return value
-    except (TypeError, ValueError):
-        raise VaelabError(f"{where}: cannot read {value!r} as {f.type}") from None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+            return value.lower() in ("1", "true", "yes")
+        raise bad
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, str):
+        try:
+            value = float(value) if kind is float or not value.strip().lstrip("+-").isdigit() else int(value)
+        except ValueError:
+            raise bad from None
+    if not isinstance(value, (int, float)):
+        raise bad
+    if kind is int:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise bad
+            value = int(value)
+        return value
+    value = float(value)
+    if not math.isfinite(value):
+        raise VaelabError(f"{where} must be a finite number, got {value}")
+    return value
+
+
+def _coerce(value, f: dataclasses.Field, where: str):
+    """A value from JSON/TOML/the command line/the API as the field's type, within its declared
+    constraints, or a VaelabError that names the setting and says what it takes."""
+    kind, is_list, optional = _parse_type(f.type)
+    if value is None:
+        if optional:
+            return None
+        raise VaelabError(f"{where} needs a value")
+    if is_list:
+        if isinstance(value, str):
+            text = value.replace("x", ",").strip()
+            parts = [] if not text else text.split(",")
+            if any(not p.strip() for p in parts):
+                raise VaelabError(f"{where} got {value!r}, which has an empty entry; write comma-separated values, e.g. 500,500")
+            value = [p.strip() for p in parts]
+        if not isinstance(value, (list, tuple)):
+            raise VaelabError(f"{where} must be a list of {_PLURAL[kind]}, got {value!r}")
+        value = [_scalar(v, kind, where) for v in value]
+    else:
+        value = _scalar(value, kind, where)
+    _check(value, f, where)
+    return value
+
+
+def _check(value, f: dataclasses.Field, where: str) -> None:
+    m = f.metadata
+    if m.get("length") is not None and len(value) != m["length"]:
+        raise VaelabError(f"{where} must be {m['length']} values, got {len(value)} ({value})")
+    choices = choices_of(f)
+    if choices is not None and value not in choices:
+        raise VaelabError(f"{where}: unknown choice {value!r}; choose one of {', '.join(choices)}")
+    for v in (value if isinstance(value, list) else [value]):
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        for key, ok, word in (("ge", lambda a, b: a >= b, "at least"), ("gt", lambda a, b: a > b, "greater than"),
+                              ("le", lambda a, b: a <= b, "at most"), ("lt", lambda a, b: a < b, "less than")):
+            if m.get(key) is not None and not ok(v, m[key]):
+                raise VaelabError(f"{where} must be {word} {m[key]}, got {v}")
+
+
+def validate_fields(part, section: str) -> None:
+    """Every field of a config section is of its type and within its declared constraints
+    (values set through the Python API too); text from the command line is converted."""
+    for f in dataclasses.fields(part):
+        setattr(part, f.name, _coerce(getattr(part, f.name), f, field_name(section, f)))
 
 
 # Published set-ups. Each is a partial config laid over the defaults.

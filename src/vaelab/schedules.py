@@ -19,18 +19,29 @@ def iwae_stage(epoch: int) -> tuple[int, int, int]:
     raise AssertionError("unreachable")
 
 
+def _iwae_lr(base_lr: float, epoch: int) -> float:
+    return base_lr * 10 ** (-iwae_stage(epoch)[0] / 7)
+
+
+def _iwae_describe(epoch: int) -> str:
+    i, within, length = iwae_stage(epoch)
+    return f"lr stage {i}/{IWAE_STAGES - 1}, epoch {within + 1} of {length}"
+
+
+# name -> (learning rate for (base lr, 0-based epoch), a note on where the epoch is, for the log)
+LR_SCHEDULES = {
+    "constant": (lambda base_lr, epoch: base_lr, lambda epoch: ""),
+    "iwae": (_iwae_lr, _iwae_describe),
+}
+
+
 def learning_rate(base_lr: float, schedule: str, epoch: int) -> float:
     """Learning rate for the 0-based `epoch`."""
-    if schedule == "iwae":
-        return base_lr * 10 ** (-iwae_stage(epoch)[0] / 7)
-    return base_lr
+    return LR_SCHEDULES[schedule][0](base_lr, epoch)
 
 
 def describe(schedule: str, epoch: int) -> str:
-    if schedule != "iwae":
-        return ""
-    i, within, length = iwae_stage(epoch)
-    return f"lr stage {i}/{IWAE_STAGES - 1}, epoch {within + 1} of {length}"
+    return LR_SCHEDULES[schedule][1](epoch)
 
 
 def gumbel_temperature(step: int, tau0: float, tau_min: float, rate: float, every: int) -> float:
