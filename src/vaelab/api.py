@@ -21,7 +21,8 @@ from .dataprep import load_inputs
 from .errors import VaelabError
 from .evaluation import active_units, encode_all, evaluate_elbo, evaluate_nll
 from .model import VAE
-from .training import Trainer, prepare_run_dir, resolve_device
+from . import runs
+from .training import Trainer, TrainingInterrupted, resolve_device
 
 
 def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -29,32 +30,45 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
     """Train a model described by `config` into the run directory `out`; returns `out`.
 
     With resume=True the saved config, weights, optimizer and RNG state continue the run
-    exactly; `config.train.epochs` may extend it. With tensorboard=True each epoch's metrics
-    also go to out/tensorboard (needs the `tensorboard` extra). Each of `on_epoch` is called with
-    the epoch's metrics record after the epoch is saved."""
+    exactly; `config.train.epochs` may extend it. With overwrite=True an existing run in `out`
+    is replaced, but only once the new run has written its first checkpoint (vaelab.runs). With
+    tensorboard=True each epoch's metrics also go to out/tensorboard (needs the `tensorboard`
+    extra). Each of `on_epoch` is called with the epoch's metrics record."""
     from .tblog import TensorBoardLogger, require_tensorboard
     if tensorboard:
         require_tensorboard()  # before anything is written
-    created = not Path(out).exists()
-    run_dir = prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    try:
-        if resume:
-            check_resumable(ckpt.load_config(run_dir), config, run_dir)
-        trainer = Trainer(config.validate(), run_dir, resume=resume, progress=progress, log=log)
-    except BaseException:
-        if created and not any(run_dir.iterdir()):  # a data or config error leaves no empty run behind
-            run_dir.rmdir()
-        raise
-    board = TensorBoardLogger(run_dir / "tensorboard", start_epoch=trainer.epoch) if tensorboard else None
-    if board is not None:
-        trainer.on_epoch.append(board)
-    trainer.on_epoch.extend(on_epoch)
-    try:
-        trainer.fit()
-    finally:
+    config = config.validate()
+    ctx = distributed.init(config.train.device)
+    with runs.training_dir(out, resume=resume, overwrite=overwrite, main=ctx.main,
+                           log=log or _stderr) as slot:
+        if slot.resume:
+            saved = ckpt.load_config(slot.path)
+            check_resumable(saved, config, slot.path)
+            config.model.input_shape = list(saved.model.input_shape)  # the data must still have it
+        trainer = Trainer(config, slot.path, resume=slot.resume, progress=progress, log=log)
+        trainer.on_save.append(slot.saved)
+        slot.on_move.append(trainer.moved_to)
+        board = TensorBoardLogger(slot.path / "tensorboard", start_epoch=trainer.epoch) if tensorboard else None
         if board is not None:
-            board.close()
-    return run_dir
+            trainer.on_epoch.append(board)
+        trainer.on_epoch.extend(on_epoch)
+        try:
+            trainer.fit()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving
+            if slot.checkpointed:
+                raise TrainingInterrupted(f"interrupted; {out} keeps its last checkpoint (epoch {trainer.saved_epoch}); "
+                                          f"continue with `vaelab train --resume {out}`") from None
+            raise TrainingInterrupted("interrupted before the first checkpoint was written, so nothing was kept; "
+                                      "run the same command again to start over") from None
+        finally:
+            if board is not None:
+                board.close()
+    return Path(out)
+
+
+def _stderr(msg: str) -> None:
+    import sys
+    print(msg, file=sys.stderr)
 
 
 # Settings a resumed run may change: none of them changes the mathematics of the run.
@@ -99,11 +113,11 @@ def evaluate(run: str | Path, split: str = "test", *, samples: int = 1, iw_sampl
     cfg, model = load_run(run, device, data_dir)
     if iw_samples is not None and iw_samples < 1:
         raise VaelabError(f"--iw-samples must be at least 1, got {iw_samples}")
-    x = load_inputs(cfg.data, split).images
+    x = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape).images
     x = x[ctx.local_slice(x.shape[0])]
-    result = {"split": split, "dataset": cfg.data.dataset,
+    result = {"split": split, "dataset": cfg.data.dataset, **model.checkpoint_info,
               **evaluate_elbo(model, x, cfg.train.eval_batch_size, samples=samples, kl=cfg.train.kl, seed=seed,
-                               relaxed=relaxed)}
+                               relaxed=relaxed, max_memory=max_memory)}
     mu = model.latent.mean(encode_all(model, x, cfg.train.eval_batch_size))
     result["active_units"] = active_units(mu)
     if iw_samples is not None:
@@ -116,7 +130,7 @@ def encode(run: str | Path, split: str = "test", *, device: str = "auto", data_d
     """Posterior parameters of every point of a split, with 'labels', as arrays: 'mu' and 'logvar'
     for a Gaussian latent, 'probs' and 'log_probs' (N, K per point) for a categorical one."""
     cfg, model = load_run(run, device, data_dir)
-    inputs = load_inputs(cfg.data, split)
+    inputs = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape)
     params = encode_all(model, inputs.images, cfg.train.eval_batch_size)
     out = {name: value.numpy() for name, value in model.latent.named_params(params).items()}
     if inputs.labels is not None:
@@ -128,7 +142,7 @@ def reconstruct(run: str | Path, split: str = "test", n: int = 32, *, device: st
                 data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n images of a split and their reconstructions, both (n, C, H, W) on the CPU."""
     cfg, model = load_run(run, device, data_dir)
-    x = load_inputs(cfg.data, split).images[:n]
+    x = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape).images[:n]
     return x, model.reconstruct(x.to(model.device)).cpu()
 
 
@@ -140,7 +154,7 @@ def sample(run: str | Path, n: int = 64, *, seed: int = 0, device: str = "auto")
 
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.make_parent(path)
     with_suffix = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
     def write(tmp):
@@ -182,7 +196,7 @@ def plot(run: str | Path, *, what=None, device: str = "auto", data_dir: str | No
     plane = view.kind == "gaussian" and view.dim == 2
     inputs = params = None
     if "reconstructions" in what or "latents" in what or ("manifold" in what and not plane):
-        inputs = load_inputs(cfg.data, "test")
+        inputs = load_inputs(cfg.data, "test", expect_shape=cfg.model.input_shape)
     if "reconstructions" in what:
         paths.append(viz.save_reconstructions(model, inputs.images[:32], run / "reconstructions.png"))
     if "latents" in what or ("manifold" in what and not plane):
@@ -230,17 +244,26 @@ def report(run: str | Path, *, device: str = "auto", data_dir: str | None = None
         stale = []
     if stale:
         plot(run, what=stale, device=device, data_dir=data_dir)
-    evaluations = {}
+    evaluations, stale = {}, []
+    now = ckpt.weights_info(run).get("step")
     for path in sorted(run.glob("evaluation_*.json")):
         try:
-            evaluations[path.stem.removeprefix("evaluation_")] = json.loads(path.read_text())
+            saved = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue  # a damaged side file does not stop the report
+        if not isinstance(saved, dict):
+            continue
+        if saved.get("step") != now:   # measured on other weights: never shown as these weights' figures
+            stale.append(f"{path.name} (measured at epoch {saved.get('epoch', '?')}; the weights are now those of "
+                         f"epoch {ckpt.weights_info(run).get('epoch', '?')})")
+            continue
+        evaluations[path.stem.removeprefix("evaluation_")] = saved
     kind = cfg.model.latent if cfg.model.latent != "gaussian" else \
         ("gaussian2" if cfg.model.latent_dim == 2 else "gaussian")
     pictures = [(p, run / f"{p}.png") for p in PICTURES if (run / f"{p}.png").is_file()]
     return write_report(run / "report.html", title=run.resolve().name, config=cfg.to_dict(), history=history,
-                        evaluations=evaluations, pictures=pictures, kind=kind, version=_package_version())
+                        evaluations=evaluations, pictures=pictures, kind=kind, version=_package_version(),
+                        stale=stale)
 
 
 def _package_version() -> str:
@@ -258,7 +281,7 @@ def explorer(run: str | Path, *, device: str = "auto", data_dir: str | None = No
     cfg, model = load_run(run, device, data_dir)
     params = labels = None
     try:
-        inputs = load_inputs(cfg.data, "test")
+        inputs = load_inputs(cfg.data, "test", expect_shape=cfg.model.input_shape)
         params, labels = encode_all(model, inputs.images, cfg.train.eval_batch_size), inputs.labels
     except VaelabError:
         pass

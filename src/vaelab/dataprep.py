@@ -17,6 +17,7 @@ import torch
 
 from .config import DataConfig
 from .data import binarize, load_split
+from .errors import VaelabError
 
 
 @dataclass
@@ -34,8 +35,14 @@ def eval_split_for(cfg: DataConfig, watch: str = "auto") -> str:
     return "test" if cfg.full_train else "valid"
 
 
-def load_inputs(cfg: DataConfig, split: str, training: bool = False) -> Inputs:
+def load_inputs(cfg: DataConfig, split: str, training: bool = False, expect_shape=None) -> Inputs:
+    """The images of a split as the model sees them. `expect_shape` (C, H, W), a trained model's
+    input shape, turns data that changed since training into one clear error naming the data."""
     s = load_split(cfg.dataset, split, cfg.data_dir, full_train=cfg.full_train, image_size=cfg.image_size)
+    if expect_shape is not None and tuple(s.images.shape[1:]) != tuple(expect_shape):
+        got, want = ("x".join(map(str, shape)) for shape in (s.images.shape[1:], expect_shape))
+        raise VaelabError(f"the data {cfg.dataset} now holds images of {got} (CxHxW), but this run was trained on "
+                          f"{want}: the data changed after training; restore it, or train a new run on it")
     if s.info.binary or s.info.continuous or cfg.binarize == "none":
         return Inputs(s.images, s.labels, False)
     if cfg.binarize == "dynamic" and training:

@@ -49,21 +49,35 @@ def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
 
 @torch.inference_mode()
 def evaluate_elbo(model: VAE, x: torch.Tensor, batch_size: int = 1000, samples: int = 1,
-                  kl: str = "analytic", seed: int = 0, relaxed: bool = False) -> dict:
+                  kl: str = "analytic", seed: int = 0, relaxed: bool = False,
+                  max_memory: int = 2 * 2**30) -> dict:
     """Mean per-example `neg_elbo`, `rec`, `kl` in nats (and `neg_elbo_stderr`) over x.
 
-    relaxed=True evaluates the latent family as in training (for a categorical latent: the
-    Gumbel-Softmax relaxation at the model's temperature, the bound its training prints) rather
-    than the discrete model."""
+    Points go through in batches of `batch_size`, fewer when their `samples` samples would
+    not fit in `max_memory` (then the samples go through in chunks too), so any number of
+    samples fits. relaxed=True evaluates the latent family as in training (for a categorical
+    latent: the Gumbel-Softmax relaxation at the model's temperature, the bound its training
+    prints) rather than the discrete model."""
     was_training = model.training
     model.eval()
     if relaxed and isinstance(model.latent, torch.nn.Module):
         model.latent.train()
     device = model.device
+    points, per_pass = chunk_shape(model, samples, max_memory)
+    points = min(points, batch_size)
     out = {"neg_elbo": [], "rec": [], "kl": []}
     with seeded(seed, device):
-        for i in range(0, x.shape[0], batch_size):
-            terms = elbo_terms(model, x[i:i + batch_size].to(device), samples, kl)
+        for i in range(0, x.shape[0], points):
+            xb = x[i:i + points].to(device)
+            params = model.encode(xb)
+            if per_pass >= samples:
+                terms = elbo_terms(model, xb, samples, kl, params=params)
+            else:   # the samples of even one point do not fit in one pass: average over chunks
+                terms = {k: 0.0 for k in out}
+                for j in range(0, samples, per_pass):
+                    n = min(per_pass, samples - j)
+                    part = elbo_terms(model, xb, n, kl, params=params)
+                    terms = {k: terms[k] + part[k] * (n / samples) for k in out}
             for k in out:
                 out[k].append(terms[k])
     model.train(was_training)

@@ -160,7 +160,7 @@ def run_gradvar(run: str | Path, estimators=ESTIMATORS, draws: int = 200, batch_
     if tau is not None and not tau > 0:
         raise VaelabError(f"--tau must be positive, got {tau}")
     cfg, model = load_run(run, device, data_dir)
-    x = load_inputs(cfg.data, split).images[:batch_size].to(model.device)
+    x = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape).images[:batch_size].to(model.device)
     if tau is not None:
         if not hasattr(model.latent, "tau"):
             raise VaelabError("--tau applies to runs with --latent categorical")

@@ -33,11 +33,12 @@ import torch
 from .model import VAE
 
 
-def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1, kl: str = "analytic"):
+def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1, kl: str = "analytic", params=None):
     """Per-example `rec`, `kl` and `neg_elbo` = rec + kl, each (B,).
 
-    With kl="mc" the KL is estimated from the same samples as log q(z|x) - log p(z)."""
-    params = model.encode(x)
+    With kl="mc" the KL is estimated from the same samples as log q(z|x) - log p(z). `params`,
+    the encoder's output for x, is computed when not given."""
+    params = model.encode(x) if params is None else params
     if kl == "analytic":
         z = model.latent.rsample(params, samples)                                 # (L, B, D)
         kl_term = model.latent.kl(params)

@@ -1,48 +1,238 @@
-"""Run-directory policy shared by every command that writes into one.
+"""Run-directory policy: every rule about creating, continuing, replacing, locking and cleaning
+a run directory lives here.
 
-One process at a time may write a directory that training or a reproduction owns: `exclusive`
-takes an advisory lock (flock) on DIR/.lock for the life of the block. The operating system
-releases it when the process dies, however it dies, so a killed run never leaves a stale lock.
+- One training process per directory: `exclusive` holds an advisory lock (flock) on DIR/.lock
+  for the life of the training; a second process is refused at once, and the operating system
+  releases the lock when the holder dies, however it dies.
+- A new run trains in DIR from the start; if it fails before its first checkpoint, what it wrote
+  is removed, so the same command can simply be run again.
+- `--overwrite` never destroys the old run before the new one has something to show: the new run
+  trains in a staging directory beside DIR and is swapped into place (one atomic rename exchange
+  on Linux) when its first checkpoint is written; a failure before that leaves the old run as it
+  was. The swap replaces the whole directory, so nothing of the old run (evaluations, pictures,
+  report, TensorBoard files) is ever shown as the new run's.
+- `--resume` of a run that stopped before its first checkpoint starts it from the beginning with
+  its saved settings (there is nothing else to continue from).
+- Temporary files of a write that was killed are removed when the run next starts.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
+from . import checkpoint as ckpt
 from .errors import VaelabError
 
 LOCK = ".lock"
+STAGING = ".overwrite-"   # .<name>.overwrite-<pid>: a new run waiting to replace <name>
 
 
-@contextmanager
-def exclusive(directory: str | Path, what: str = "run"):
-    """Hold the lock of `directory` (which must exist) inside the block; a second holder is
-    refused at once with a line naming the process that has it."""
+def has_checkpoint(run: Path) -> bool:
+    return (Path(run) / ckpt.RESUME).is_file()
+
+
+def is_run(run: Path) -> bool:
+    return (Path(run) / ckpt.CONFIG).is_file()
+
+
+def _entries(directory: Path) -> list[Path]:
+    return [p for p in directory.iterdir() if p.name != LOCK]
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+
+
+def _lock(directory: Path, what: str) -> int:
+    """Take DIR/.lock (an open fd that holds it), or raise a VaelabError naming the holder."""
     import fcntl
-    directory = Path(directory)
     path = directory / LOCK
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
         raise VaelabError(f"cannot write in {directory} ({e.strerror}); choose a folder you can write to") from None
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = _holder(fd)
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            raise
+        raise VaelabError(f"{directory} is in use by another vaelab process ({holder}); wait for it to finish "
+                          "or stop it, then run this again") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} ({what})\n".encode(), 0)
+    return fd
+
+
+def _unlock(fd: int) -> None:
+    import fcntl
+    try:
+        os.ftruncate(fd, 0)
+    except OSError:
+        pass
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+@contextmanager
+def exclusive(directory: str | Path, what: str = "run"):
+    """Hold the lock of `directory` (which must exist) inside the block."""
+    fd = _lock(Path(directory), what)
+    try:
+        yield
+    finally:
+        _unlock(fd)
+
+
+def remove_temporary_files(run: Path) -> None:
+    """Leftovers of atomic writes that were killed half-way (checkpoint.atomic_write's names)."""
+    for p in run.glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Staging directories of overwrites of `target` whose process died before the swap."""
+    import fcntl
+    for d in target.parent.glob(f".{target.name}{STAGING}*"):
+        try:
+            fd = os.open(d / LOCK, os.O_RDWR)
+        except OSError:
+            shutil.rmtree(d, ignore_errors=True)
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            raise VaelabError(f"{directory} is in use by another vaelab process ({holder}); wait for it to "
-                              f"finish or stop it, then run this again") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} ({what})\n".encode(), 0)
-        try:
-            yield
+        except OSError:
+            continue   # another overwrite is under way; not ours to touch
         finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two directories: atomically with renameat2(RENAME_EXCHANGE) where Linux has it,
+    else with two renames."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        renameat2 = None
+    if renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+        if ctypes.get_errno() not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(a))
+    parked = a.with_name(a.name + ".old")
+    os.rename(a, parked)
+    os.rename(b, a)
+    os.rename(parked, b)
+
+
+class TrainingDir:
+    """Where a training writes now (`path`), and what its first checkpoint does to DIR."""
+
+    def __init__(self, target: Path, path: Path, *, resume: bool, staged: bool, created: bool,
+                 fresh_files: bool):
+        self.target, self.path = target, path
+        self.resume = resume          # continue from DIR's checkpoint
+        self.staged = staged          # an --overwrite training in a staging directory
+        self.created = created        # this training made DIR
+        self.fresh_files = fresh_files  # config.json is this training's (not a resumed run's settings)
+        self.checkpointed = resume    # a checkpoint of this run exists on disk
+        self.on_move: list[Callable[[Path], None]] = []
+
+    def saved(self, *_) -> None:
+        """The trainer wrote a checkpoint: the first one makes an --overwrite run the run in DIR."""
+        self.checkpointed = True
+        if self.staged:
+            _exchange(self.path, self.target)     # the new run is now DIR; the old one sits in staging
+            old, self.path, self.staged = self.path, self.target, False
+            for hook in self.on_move:
+                hook(self.path)
+            shutil.rmtree(old, ignore_errors=True)
+
+    def discard(self) -> None:
+        """The training failed before its first checkpoint: remove what it wrote."""
+        if self.staged:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for name in ((ckpt.CONFIG,) if self.fresh_files else ()) + (ckpt.METRICS, ckpt.WEIGHTS, ckpt.RESUME):
+            (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(self.path / "tensorboard", ignore_errors=True)
+        remove_temporary_files(self.path)
+        if self.created and not _entries(self.path):
+            (self.path / LOCK).unlink(missing_ok=True)
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass
+
+
+@contextmanager
+def training_dir(out: str | Path, *, resume: bool, overwrite: bool, main: bool = True,
+                 log: Callable[[str], None] = lambda msg: None) -> Iterator[TrainingDir]:
+    """The directory a training writes, locked for the whole block; see the module docstring.
+    Processes other than rank 0 of a distributed run (main=False) only read: no lock, no change."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise VaelabError(f"{out} is a file; give a directory for the run")
+    if resume:
+        if not out.is_dir():
+            raise VaelabError(f"cannot resume: {out} does not exist; start a run with `vaelab train --out {out}`")
+        if not is_run(out):
+            raise VaelabError(f"cannot resume: {out} is not a vaelab run (no {ckpt.CONFIG})")
+    elif out.is_dir() and _entries(out) and not overwrite:
+        if has_checkpoint(out) or (out / ckpt.WEIGHTS).is_file():
+            raise VaelabError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
+        if not is_run(out):
+            raise VaelabError(f"{out} already holds other files; give a new or empty directory for the run")
+    elif out.is_dir() and _entries(out) and not is_run(out):
+        raise VaelabError(f"{out} is not a vaelab run (no {ckpt.CONFIG}); --overwrite replaces runs only, "
+                          "so give a new or empty directory")
+    if not main:
+        yield TrainingDir(out, out, resume=resume and has_checkpoint(out), staged=False, created=False,
+                          fresh_files=False)
+        return
+
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VaelabError(f"cannot create {out} ({e.strerror}); choose a folder you can write to") from None
+    fd = _lock(out, "vaelab train")
+    staging_fd = None
+    try:
+        remove_temporary_files(out)
+        _remove_stale_staging(out)
+        staged = overwrite and not resume and bool(_entries(out)) and (has_checkpoint(out) or
+                                                                       (out / ckpt.WEIGHTS).is_file())
+        if resume and not has_checkpoint(out):
+            log(f"vaelab: {out} has no checkpoint (its training stopped before the first one was written); "
+                "starting it from the beginning with its saved settings")
+        if staged:
+            path = out.with_name(f".{out.name}{STAGING}{os.getpid()}")
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+            staging_fd = _lock(path, "vaelab train --overwrite")
+        else:
+            path = out
+        slot = TrainingDir(out, path, resume=resume and has_checkpoint(out), staged=staged, created=created,
+                           fresh_files=not resume)
+        try:
+            yield slot
+        except BaseException:
+            if not slot.checkpointed:
+                slot.discard()
+            raise
     finally:
-        os.close(fd)
+        if staging_fd is not None:
+            _unlock(staging_fd)
+        _unlock(fd)

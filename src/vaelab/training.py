@@ -35,6 +35,8 @@ from .errors import VaelabError
 from .evaluation import evaluate_elbo
 from .model import VAE
 from .objectives import OBJECTIVES
+from .optim import OPTIMIZERS
+from .resources import check_training
 from .schedules import describe, learning_rate
 
 SYNC_EVERY = 50
@@ -59,18 +61,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise VaelabError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
     return torch.device(name)
-
-
-def make_optimizer(cfg: Config, model: VAE) -> torch.optim.Optimizer:
-    """Adam or Adagrad with the fused kernel: one pass over all parameters instead of a few
-    small kernels each (2.4x faster steps for the pytorch-examples model on a 2-core CPU)."""
-    t = cfg.train
-    if t.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps,
-                                weight_decay=t.weight_decay, fused=True)
-    # Adagrad's fused kernel exists for the CPU only
-    fused = {"fused": True} if model.device.type == "cpu" else {"foreach": True}
-    return torch.optim.Adagrad(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, **fused)
 
 
 def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
@@ -166,22 +156,26 @@ class Trainer:
         self.log = (log or (lambda msg: print(msg, file=sys.stderr))) if self.dist.main else (lambda msg: None)
         self.stop_requested = False
         self.on_step = None  # optional callback(trainer) after every step (tests use it to interrupt)
-        self.on_epoch: list = []  # callbacks(record) after each epoch is saved (e.g. TensorBoard scalars)
+        self.on_epoch: list = []  # callbacks(record) after each epoch (e.g. TensorBoard scalars)
+        self.on_save: list = []   # callbacks(trainer) after each checkpoint (vaelab.runs moves a new run in place)
+        self.saved_epoch: int | None = None  # the epoch of the last checkpoint on disk
 
-        train = load_inputs(cfg.data, "train", training=True)
+        shape = cfg.model.input_shape if resume else None   # a resumed run's data must not have changed
+        train = load_inputs(cfg.data, "train", training=True, expect_shape=shape)
         self.eval_split = eval_split_for(cfg.data, cfg.train.watch)
-        evals = load_inputs(cfg.data, self.eval_split)
+        evals = load_inputs(cfg.data, self.eval_split, expect_shape=shape)
         cfg.model.input_shape = list(train.images.shape[1:])
         self.train_x = train.images.to(self.device)
         self.dynamic = train.dynamic
         # a distributed run evaluates each rank's share of the points and all-reduces the sums
         self.eval_x = evals.images[self.dist.local_slice(evals.images.shape[0])].to(self.device)
 
+        check_training(cfg, self.device)  # before allocating: a size that cannot fit is one clear line
         torch.manual_seed(cfg.train.seed)
         self.model = VAE(cfg.model).to(self.device)
         if cfg.model.output_bias == "data-mean":  # (a resumed run loads its weights over it)
             self.model.init_output_bias(train.images.mean(0))
-        self.optimizer = make_optimizer(cfg, self.model)
+        self.optimizer = OPTIMIZERS[cfg.train.optimizer](self.model.parameters(), cfg.train, self.model.device)
         if self.dist.enabled:  # the noise (z, dynamic binarization) differs between ranks
             torch.manual_seed(cfg.train.seed + 7919 * self.dist.rank)
         step_fn = _Objective(self.model, OBJECTIVES[cfg.train.objective], cfg.train)
@@ -211,6 +205,7 @@ class Trainer:
             if self.dist.enabled:  # rank 0's saved stream, moved to each rank's own
                 torch.manual_seed(cfg.train.seed + 7919 * self.dist.rank + self.step)
             ckpt.write_metrics(self.run_dir, self.history)  # drop lines past the checkpoint
+            self.saved_epoch = self.epoch
 
     # -- saving ------------------------------------------------------------------------------
     def save(self) -> None:
@@ -221,9 +216,14 @@ class Trainer:
         if self.scaler.is_enabled():
             state["scaler"] = self.scaler.state_dict()
         extra = _rng_tensors(self.device)
-        ckpt.save_resume(self.run_dir, self.model, self.optimizer, state, extra)
-        ckpt.save_weights(self.run_dir, self.model, {"epoch": self.epoch, "step": self.step})
-        ckpt.write_metrics(self.run_dir, self.history)
+        ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, state, extra, self.history)
+        self.saved_epoch = self.epoch
+        for hook in self.on_save:
+            hook(self)
+
+    def moved_to(self, run_dir: Path) -> None:
+        """The run directory now lives at `run_dir` (an --overwrite run swapped into place)."""
+        self.run_dir = Path(run_dir)
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> list[dict]:
@@ -344,10 +344,11 @@ class Trainer:
 
     def _check_finite(self, acc: torch.Tensor) -> None:
         if not torch.isfinite(acc).all():
-            raise NonFiniteLoss(
-                f"the loss became NaN or infinite near step {self.step} (epoch {self.epoch + 1}); nothing was "
-                f"saved from this epoch, the last good checkpoint in {self.run_dir} is intact. "
-                "Try a lower --lr or --grad-clip 10")
+            kept = (f"nothing was saved from this epoch, the last good checkpoint in {self.run_dir} (epoch "
+                    f"{self.saved_epoch}) is intact" if self.saved_epoch is not None else
+                    "no checkpoint was written, so nothing was kept")
+            raise NonFiniteLoss(f"the loss became NaN or infinite near step {self.step} (epoch {self.epoch + 1}); "
+                                f"{kept}. Try a lower --lr or --grad-clip 10")
 
     @staticmethod
     def _zero_sums() -> dict:
@@ -364,18 +365,3 @@ class Trainer:
         rec.update(self.model.schedule_state())  # e.g. the temperature of the epoch's last step
         rec.update({"train_seconds": s["seconds"], "eval_seconds": time.perf_counter() - start})
         return rec
-
-
-def prepare_run_dir(run_dir: str | Path, *, resume: bool, overwrite: bool) -> Path:
-    run_dir = Path(run_dir)
-    if resume:
-        if not (run_dir / ckpt.RESUME).is_file():
-            raise VaelabError(f"cannot resume: {run_dir} has no {ckpt.RESUME}; start it with `vaelab train --out {run_dir}`")
-        return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise VaelabError(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it")
-        for name in (ckpt.CONFIG, ckpt.WEIGHTS, ckpt.RESUME, ckpt.METRICS):
-            (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir

@@ -170,7 +170,8 @@ def read_npy(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
             raise VaelabError(f"{path} is a .npz archive; save the one image array with np.save to a .npy file")
         if magic != b"\x93NUMPY":
             raise VaelabError(f"{path} is not a valid .npy file (no NumPy header); write it with np.save")
-        a = np.load(path, allow_pickle=False)
+        _check_npy_size(path)
+        a = np.load(path, allow_pickle=False, mmap_mode="r")  # file-backed: only the float copy is new memory
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise VaelabError(f"{path} holds Python objects, not a numeric array; save it with "
@@ -207,12 +208,43 @@ def read_npy(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
     return _resize(x.contiguous(), size)
 
 
+def _check_npy_size(path: Path) -> None:
+    """Read the header alone and check that the data it announces is in the file and fits in
+    memory as float32, before anything of that size is allocated."""
+    from ..resources import human, require
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        major, _ = fmt.read_magic(fh)
+        read = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+        shape, _, dtype = read(fh)
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise ValueError("pickle: object arrays")   # the caller's message for Python objects
+    count = int(np.prod(shape, dtype=object)) if shape else 1
+    needed = offset + count * dtype.itemsize
+    size = path.stat().st_size
+    if size < needed:
+        raise VaelabError(f"{path} is truncated or damaged: its header announces an array of shape "
+                          f"{'x'.join(map(str, shape))} ({human(needed)}) but the file holds {human(size)}; "
+                          "save it again with np.save")
+    require(count * 4, f"{path} as float32 images ({'x'.join(map(str, shape))})",
+            "use fewer or smaller images (--image-size does not help: the array is read whole first)")
+
+
 def _signature(kind: str, path: Path) -> tuple:
     """What identifies the source's current contents cheaply: names, sizes and modification times."""
     if kind == "npy" or not path.is_dir():
         st = path.stat() if path.exists() else None
         return (st.st_size, st.st_mtime_ns) if st else ()
-    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in _image_files(path))
+    out = []
+    for p in _image_files(path):
+        try:
+            st = p.stat()
+        except OSError as e:   # a dangling symbolic link, a link loop, a file removed meanwhile
+            raise VaelabError(f"cannot read image {p}: {e.strerror}; remove the link or the file, or fix what it "
+                              "points to") from None
+        out.append((str(p), st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def load_images(name: str, image_size=None) -> torch.Tensor:

@@ -310,7 +310,10 @@ def reproduce(name: str, out: str | Path, *, seeds: tuple[int, ...] | None = Non
     target = epochs or protocol.epochs
     configs = {seed: protocol.config(seed, epochs=target, data_dir=data_dir, device=device) for seed in seeds}
     _claim(out, protocol)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VaelabError(f"cannot create {out} ({e.strerror}); choose a folder you can write to") from None
     with exclusive(out, f"vaelab reproduce {name}"):
         evaluations: dict[int, dict[str, dict]] = {}
         if read_record(out) is None:  # from the first moment the folder says whose it is
@@ -328,8 +331,7 @@ def reproduce(name: str, out: str | Path, *, seeds: tuple[int, ...] | None = Non
                 resume = (run / ckpt.RESUME).is_file()
                 if resume:
                     _check_own_run(run, configs[seed], protocol)
-                train(configs[seed], run, resume=resume, overwrite=not resume, progress=progress, log=log,
-                      on_epoch=[hook])
+                train(configs[seed], run, resume=resume, progress=progress, log=log, on_epoch=[hook])
             evaluations[seed] = evaluate_seed(protocol, run, data_dir=data_dir, device=device, log=log)
             write_record(out, build_record(protocol, out, seeds, command, evaluations))
         record = build_record(protocol, out, seeds, command, evaluations)

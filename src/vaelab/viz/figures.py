@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import atomic_write
+from ..checkpoint import atomic_write, make_parent
 
 DPI = 100
 FONT = "DejaVu Sans"  # ships with matplotlib: the same look on every machine
@@ -29,7 +29,7 @@ def pixel_figure(width_px: int, height_px: int):
 def save_figure(fig, path: str | Path) -> Path:
     """Write the figure as a PNG atomically (no bbox cropping: the pixel size is the figure's)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, facecolor="white"))
     return path
 

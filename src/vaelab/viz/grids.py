@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_write
+from ..checkpoint import atomic_write, make_parent
 
 
 def grid_shape(n: int, ncol: int | None = None) -> tuple[int, int]:
@@ -44,7 +44,7 @@ def image_grid(images: torch.Tensor, ncol: int | None = None, pad: int = 2, scal
 def save_png(array: np.ndarray, path: str | Path) -> Path:
     import matplotlib.image as mpimg
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     kw = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if array.ndim == 2 else {}
     atomic_write(path, lambda tmp: mpimg.imsave(tmp, array, format="png", **kw))
     return path

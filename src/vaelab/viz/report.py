@@ -159,13 +159,17 @@ def headline(history: list[dict]) -> str:
 EVAL_ROWS = (("neg_elbo", "neg_elbo (nats)"), ("neg_elbo_stderr", "\u00b1 standard error"), ("rec", "reconstruction"),
              ("kl", "KL"), ("nll", "nll = -log p(x), importance sampled"), ("nll_stderr", "\u00b1 standard error"),
              ("iw_samples", "importance samples k"), ("active_units", "active units"), ("n", "points"),
-             ("samples", "Monte-Carlo samples of z"), ("seed", "seed"))
+             ("samples", "Monte-Carlo samples of z"), ("seed", "seed"), ("epoch", "weights of epoch"))
 
 
-def evaluation_section(evaluations: dict[str, dict]) -> str:
+def evaluation_section(evaluations: dict[str, dict], stale: list[str] = ()) -> str:
+    note = ""
+    if stale:
+        note = ('<p class="muted" id="stale-evaluations">Left out, measured on earlier weights of this run: '
+                + "; ".join(_e(s) for s in stale) + ". Run <code>vaelab evaluate</code> again for these weights.</p>")
     if not evaluations:
-        return ('<p class="muted">No saved evaluation: run <code>vaelab evaluate RUN --split test</code> '
-                "(add <code>--iw-samples</code> for the log-likelihood), then this report again.</p>")
+        return note + ('<p class="muted">No saved evaluation of these weights: run <code>vaelab evaluate RUN --split '
+                       "test</code> (add <code>--iw-samples</code> for the log-likelihood), then this report again.</p>")
     splits = [s for s in SPLITS if s in evaluations] + sorted(set(evaluations) - set(SPLITS))
     rows = []
     for key, label in EVAL_ROWS:
@@ -174,7 +178,7 @@ def evaluation_section(evaluations: dict[str, dict]) -> str:
             rows.append(f'<tr><td class="k">{_e(label)}</td>{cells}</tr>')
     head = "".join(f"<th>{_e(s)}</th>" for s in splits)
     return (f'<table id="evaluation"><thead><tr><th class="k"></th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+            f'<tbody>{"".join(rows)}</tbody></table>') + note
 
 
 def config_section(config: dict) -> str:
@@ -213,7 +217,7 @@ def model_summary(config: dict) -> str:
 
 
 def render_report(title: str, config: dict, history: list[dict], evaluations: dict[str, dict],
-                  pictures: list[tuple[str, Path]], kind: str, version: str = "") -> str:
+                  pictures: list[tuple[str, Path]], kind: str, version: str = "", stale: list[str] = ()) -> str:
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     pics = "".join(picture_html(n, p, kind) for n, p in pictures) or \
         '<p class="muted">No pictures: run <code>vaelab plot RUN</code>.</p>'
@@ -231,7 +235,7 @@ def render_report(title: str, config: dict, history: list[dict], evaluations: di
 <p class="sub">{_e(model_summary(config))}</p>
 {headline(history)}
 <h2>Evaluation</h2>
-{evaluation_section(evaluations)}
+{evaluation_section(evaluations, stale)}
 <h2>Pictures</h2>
 {pics}
 <h2>Metrics per epoch</h2>

@@ -1,0 +1,75 @@
+"""Seconds per epoch of each `vaelab reproduce` protocol on this machine, for --list's cost column.
+
+Runs the protocol's real training step (its preset, seed 0) for a number of steps after a warm-up
+and extrapolates to one epoch (training steps only; the per-epoch evaluation adds a few percent).
+With --compare-compile, eager and --compile are timed alternately in one process, so a busy
+machine slows both alike.
+
+    VAELAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_protocols.py
+    ... bench_protocols.py iwae-vae-1layer --steps 600 --compare-compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+import time
+
+import torch
+
+from vaelab.reproduce import all_protocols, get_protocol
+from vaelab.training import Trainer
+
+
+def time_steps(name: str, steps: int, warmup: int, compile_: bool, data_dir: str | None) -> tuple[float, int]:
+    """(seconds per step, steps per epoch) of the protocol's training loop."""
+    p = get_protocol(name)
+    cfg = p.config(p.seeds[0], data_dir=data_dir, device="cpu")
+    cfg.train.compile = compile_
+    trainer = Trainer(cfg, tempfile.mkdtemp(), progress=False, log=lambda msg: None)
+    marks: dict[str, float] = {}
+
+    def hook(t):
+        if t.step == warmup:
+            marks["start"] = time.perf_counter()
+        if t.step == warmup + steps:
+            marks["end"] = time.perf_counter()
+            t.stop_requested = True
+    trainer.on_step = hook
+    try:
+        trainer.fit()
+    except Exception as e:  # noqa: BLE001 - the stop request ends fit() with TrainingInterrupted
+        if type(e).__name__ != "TrainingInterrupted":
+            raise
+    per_epoch = math.ceil(trainer.train_x.shape[0] / cfg.train.batch_size)
+    return (marks["end"] - marks["start"]) / steps, per_epoch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="*", help="protocols (default: one of each preset)")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--compare-compile", action="store_true")
+    ap.add_argument("--data-dir", default=None)
+    args = ap.parse_args()
+    names = args.names or list({p.config(0).to_dict().__repr__(): p.name for p in all_protocols()}.values())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    for name in names:
+        modes = [False, True] if args.compare_compile else [False]
+        times: dict[bool, list[float]] = {m: [] for m in modes}
+        for _ in range(args.repeats):
+            for mode in modes:  # alternate, so load on the machine hits both alike
+                sec, per_epoch = time_steps(name, args.steps, args.warmup, mode, args.data_dir)
+                times[mode].append(sec)
+        for mode in modes:
+            best, med = min(times[mode]), statistics.median(times[mode])
+            print(f"{name:28s} {'compile' if mode else 'eager  '}  {med * 1e3:7.2f} ms/step (best {best * 1e3:.2f})"
+                  f"  {per_epoch} steps/epoch  {med * per_epoch:8.2f} s/epoch")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""Every mistake a user can make is one line on stderr, exit status 2, no traceback, and leaves an
+existing run byte for byte as it was.
+
+The table runs each bad command in-process through `vaelab.cli.main` (fast: torch is imported
+once); a few cases go through a real subprocess too, to hold the console script to the same rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_cli import assert_user_error, vaelab
+
+RUN = "{run}"        # placeholders filled per test: the shared tiny run and a scratch folder
+TMP = "{tmp}"
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+def run_cli(capsys, args) -> tuple[int, str, str]:
+    from vaelab.cli import main
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line(code, err, fragment):
+    assert code == 2, (code, err)
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory, data_dir):
+    """Files the bad inputs point at: config files, broken data, a file where a folder belongs."""
+    d = tmp_path_factory.mktemp("scratch")
+    (d / "a_file").write_text("not a folder")
+    (d / "betas1.toml").write_text("[train]\nadam_betas = [0.9]\n")
+    (d / "betas2.toml").write_text("[train]\nadam_betas = [0.9, 1.5]\n")
+    (d / "eps.toml").write_text("[train]\nadam_eps = -1e-8\n")
+    (d / "evalbs.toml").write_text("[train]\neval_batch_size = 0\n")
+    (d / "datadir.json").write_text(json.dumps({"data": {"data_dir": 5}}))
+    (d / "dataset.json").write_text(json.dumps({"data": {"dataset": ["x"]}}))
+    (d / "list.json").write_text("[1, 2]")
+    (d / "unknown.toml").write_text("[model]\nwidth = 3\n")
+    (d / "broken.toml").write_text("[model\n")
+    (d / "bool.toml").write_text("[train]\nepochs = true\n")
+    (d / "wd.toml").write_text("[train]\nweight_decay = -0.1\n")
+    # an .npy whose header claims 10^9 images but holds a few bytes
+    header = "{'descr': '|u1', 'fortran_order': False, 'shape': (1000000000, 28, 28), }"
+    header += " " * (118 - len(header)) + "\n"
+    (d / "huge.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + b"\0" * 64)
+    # image folders with a dangling symbolic link, and with a link that points to itself
+    for name, target in (("dangling", "missing.png"), ("loop", "loop.png")):
+        folder = d / name
+        folder.mkdir()
+        _png(folder / "ok.png")
+        _png(folder / "ok2.png")
+        _png(folder / "ok3.png")
+        os.symlink(target, folder / ("bad.png" if name == "dangling" else "loop.png"))
+    (d / "ro").mkdir()
+    return d
+
+
+def _png(path: Path, size=(8, 8)) -> None:
+    from PIL import Image
+    Image.fromarray(np.full(size, 128, np.uint8)).save(path)
+
+
+BAD = [
+    # train: settings, checked where they enter
+    (["train", "--epochs", "0"], "--epochs must be at least 1"),
+    (["train", "--weight-decay", "-1"], "--weight-decay must be at least 0"),
+    (["train", "--lr", "nan"], "--lr must be a finite number"),
+    (["train", "--lr", "0"], "--lr must be greater than 0"),
+    (["train", "--hidden", "500,,"], "empty entry"),
+    (["train", "--hidden", "0"], "--hidden must be at least 1"),
+    (["train", "--latent", "categorical", "--tau0", "inf"], "--tau0 must be a finite number"),
+    (["train", "--anneal-rate", "nan"], "--anneal-rate must be a finite number"),
+    (["train", "--seed", str(2**64)], "--seed must be at most"),
+    (["train", "--seed", "-1"], "--seed must be at least 0"),
+    (["train", "--batch-size", "x"], "--batch-size must be a whole number"),
+    (["train", "--beta", "-1"], "--beta must be at least 0"),
+    (["train", "--grad-clip", "0"], "--grad-clip must be greater than 0"),
+    (["train", "--categorical-dims", "20x1", "--latent", "categorical"], "K >= 2"),
+    (["train", "--categorical-dims", "20x10x3"], "must be 2 values"),
+    (["train", "--latent", "poisson"], "unknown choice 'poisson'"),
+    (["train", "--model", "transformer"], "unknown choice 'transformer'"),
+    (["train", "--optimizer", "sgd9"], "unknown choice 'sgd9'"),
+    (["train", "--binarize", "sometimes"], "invalid choice"),
+    (["train", "--no-such-flag"], "unrecognized arguments"),
+    (["train", "--hard"], "needs --latent categorical"),
+    (["train", "--watch", "valid", "--full-train"], "would watch images the model trains on"),
+    (["train", "--output-bias", "data-mean", "--model", "conv"], "only --model mlp"),
+    (["train", "--baseline", "learned"], "control variate"),
+    # sizes that cannot fit: said before anything is allocated
+    (["train", "--latent-dim", "100000000"], "needs about"),
+    (["train", "--hidden", "2000000000"], "needs about"),
+    (["train", "--samples", "1000000"], "needs about"),
+    (["train", "--objective", "iwae", "--k", "1000000"], "needs about"),
+    (["train", "--dataset", f"npy:{TMP}/huge.npy"], "truncated or damaged"),
+    # config files: wrong types and values inside them
+    (["train", "--config", f"{TMP}/betas1.toml"], "adam_betas must be 2 values"),
+    (["train", "--config", f"{TMP}/betas2.toml"], "adam_betas must be less than 1"),
+    (["train", "--config", f"{TMP}/eps.toml"], "adam_eps must be greater than 0"),
+    (["train", "--config", f"{TMP}/evalbs.toml"], "eval_batch_size must be at least 1"),
+    (["train", "--config", f"{TMP}/datadir.json"], "data.data_dir must be text, got 5"),
+    (["train", "--config", f"{TMP}/dataset.json"], "data.dataset must be text"),
+    (["train", "--config", f"{TMP}/list.json"], "expected a table"),
+    (["train", "--config", f"{TMP}/unknown.toml"], "unknown setting model.width"),
+    (["train", "--config", f"{TMP}/broken.toml"], "not valid TOML"),
+    (["train", "--config", f"{TMP}/bool.toml"], "train.epochs must be a whole number"),
+    (["train", "--config", f"{TMP}/wd.toml"], "weight_decay must be at least 0"),
+    (["train", "--config", f"{TMP}/nothing.toml"], "not found"),
+    # data
+    (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["train", "--dataset", f"folder:{TMP}/none"], "does not exist"),
+    (["train", "--dataset", f"folder:{TMP}/dangling"], "bad.png"),
+    (["train", "--dataset", f"folder:{TMP}/loop"], "loop.png"),
+    (["train", "--dataset", f"folder:{TMP}/dangling", "--image-size", "0x4"], "positive sides"),
+    (["train", "--image-size", "28x28"], "folder:PATH and npy:PATH data only"),
+    # output paths and run directories
+    (["train", "--out", f"{TMP}/a_file"], "is a file"),
+    (["train", "--out", f"{TMP}/a_file/run"], "cannot create"),
+    (["train", "--out", "/proc/vaelab-run"], "cannot create"),
+    (["train", "--out", RUN], "already holds a run"),
+    (["train", "--out", TMP, "--overwrite"], "not a vaelab run"),
+    (["train", "--resume", f"{TMP}/no-run"], "does not exist"),
+    (["train", "--resume", f"{TMP}/ro"], "not a vaelab run"),
+    (["train", "--resume", RUN, "--lr", "0.1"], "only --epochs"),
+    (["train", "--cuda-graphs", "--device", "cpu"], "needs one CUDA GPU"),
+    (["train", "--precision", "fp16", "--device", "cpu"], "needs a CUDA GPU"),
+    # evaluate
+    (["evaluate", f"{TMP}/no-run"], "does not exist"),
+    (["evaluate", TMP], "not a vaelab run"),
+    (["evaluate", RUN, "--iw-samples", "0"], "must be at least 1"),
+    (["evaluate", RUN, "--samples", "0"], "must be at least 1"),
+    (["evaluate", RUN, "--max-memory", "inf"], "cannot read 'inf' as a size"),
+    (["evaluate", RUN, "--max-memory", "10"], "too small"),
+    (["evaluate", RUN, "--seed", "-5"], "a seed is a whole number"),
+    (["evaluate", RUN, "--split", "bogus"], "invalid choice"),
+    # pictures and files
+    (["sample", RUN, "-n", "0"], "-n must be between 1 and"),
+    (["sample", RUN, "-n", "-1"], "-n must be between 1 and"),
+    (["sample", RUN, "-n", "100000000"], "-n must be between 1 and"),
+    (["sample", RUN, "-o", f"{TMP}/a_file/s.png"], "cannot write"),
+    (["sample", RUN, "-o", "/proc/vaelab.png"], "cannot write"),
+    (["reconstruct", RUN, "-n", "0"], "-n must be between 1 and"),
+    (["reconstruct", RUN, "-n", "-1"], "-n must be between 1 and"),
+    (["encode", RUN, "-o", f"{TMP}/a_file/z.npz"], "cannot write"),
+    (["plot", RUN, "--what", "bogus"], "unknown picture 'bogus'"),
+    (["plot", f"{TMP}/no-run"], "does not exist"),
+    (["report", f"{TMP}/no-run"], "does not exist"),
+    (["explore", RUN, "--port", "70000"], "--port must be in 0..65535"),
+    (["gradvar", RUN, "--draws", "0"], "must be at least 1"),
+    (["gradvar", RUN, "--tau", "-1"], "positive finite number"),
+    (["data", "download", "cifar"], "unknown dataset"),
+    (["reproduce", "no-such-protocol"], "unknown protocol"),
+    (["reproduce", "iwae-vae-1layer", "--seeds", "0,x"], "seeds"),
+]
+
+
+@pytest.mark.parametrize("args, fragment", BAD, ids=[f"{i}-{' '.join(a[:3])}" for i, (a, _) in enumerate(BAD)])
+def test_bad_input_is_one_line_and_changes_no_run(args, fragment, tiny_run, scratch, data_dir, capsys,
+                                                  monkeypatch, tmp_path):
+    monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
+    monkeypatch.chdir(tmp_path)
+    args = [a.replace(RUN, str(tiny_run)).replace(TMP, str(scratch)) for a in args]
+    if args[0] == "train" and not any(a in args for a in ("--out", "--resume")):
+        args += ["--out", str(tmp_path / "new-run")]
+    before, scratch_before = _snapshot(tiny_run), _snapshot(scratch)
+    code, _, err = run_cli(capsys, args)
+    assert_one_line(code, err, fragment)
+    assert _snapshot(tiny_run) == before
+    assert _snapshot(scratch) == scratch_before
+    assert not (tmp_path / "new-run").exists()
+
+
+def test_the_table_is_large_enough():
+    assert len(BAD) >= 60
+    assert {a[0] for a, _ in BAD} >= {"train", "evaluate", "sample", "reconstruct", "encode", "plot", "report",
+                                     "explore", "gradvar", "data", "reproduce"}
+
+
+# -- damaged run files -----------------------------------------------------------------------
+
+def _copy(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns(".lock"))
+    return dest
+
+
+def _edit_config(run: Path, section: str, key: str, value) -> None:
+    cfg = json.loads((run / "config.json").read_text())
+    cfg[section][key] = value
+    (run / "config.json").write_text(json.dumps(cfg))
+
+
+def _rewrite_safetensors(path: Path, edit) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors, meta = edit(tensors, meta)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _damage_resume_state(tensors, meta):
+    info = json.loads(meta["vaelab"])
+    del info["state"]["epoch"]
+    return tensors, {"vaelab": json.dumps(info)}
+
+
+def _wrong_optimizer_shape(tensors, meta):
+    import torch
+    key = next(k for k in tensors if k.startswith("optim/") and k.endswith("exp_avg"))
+    tensors[key] = torch.zeros(tensors[key].numel() + 1)
+    return tensors, meta
+
+
+DAMAGED = [
+    ("config data_dir 5", lambda r: _edit_config(r, "data", "data_dir", 5), ["evaluate"], "data.data_dir must be text"),
+    ("config dataset list", lambda r: _edit_config(r, "data", "dataset", ["x"]), ["plot"], "data.dataset must be text"),
+    ("config lr text", lambda r: _edit_config(r, "train", "lr", "fast"), ["report"], "train.lr must be a number"),
+    ("config not JSON", lambda r: (r / "config.json").write_text("{"), ["evaluate"], "config.json is damaged"),
+    ("weights metadata", lambda r: _rewrite_safetensors(r / "model.safetensors", lambda t, m: (t, {"vaelab": "{"})),
+     ["evaluate"], "metadata that vaelab did not write"),
+    ("weights metadata list", lambda r: _rewrite_safetensors(r / "model.safetensors", lambda t, m: (t, {"vaelab": "[1]"})),
+     ["sample"], "metadata that vaelab did not write"),
+    ("weights truncated", lambda r: (r / "model.safetensors").write_bytes((r / "model.safetensors").read_bytes()[:100]),
+     ["sample"], "damaged or not a safetensors file"),
+    ("resume state keys", lambda r: _rewrite_safetensors(r / "resume.safetensors", _damage_resume_state),
+     ["train", "--resume", "{run}", "--epochs", "2"], "position in training"),
+    ("optimizer shape", lambda r: _rewrite_safetensors(r / "resume.safetensors", _wrong_optimizer_shape),
+     ["train", "--resume", "{run}", "--epochs", "2"], "its parameter needs"),
+    ("metrics not records", lambda r: (r / "metrics.jsonl").write_text("5\n"), ["plot", "--what", "curves"],
+     "not a metrics record"),
+    ("metrics not JSON", lambda r: (r / "metrics.jsonl").write_text("{epoch\n"), ["report"], "metrics.jsonl is damaged"),
+]
+
+
+@pytest.mark.parametrize("what, damage, command, fragment", DAMAGED, ids=[d[0] for d in DAMAGED])
+def test_damaged_run_files_are_named(what, damage, command, fragment, tiny_run, tmp_path, data_dir, capsys,
+                                     monkeypatch):
+    monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
+    run = _copy(tiny_run, tmp_path / "run")
+    damage(run)
+    before = _snapshot(run)
+    args = [a.replace("{run}", str(run)) for a in command] if "{run}" in command else [*command, run]
+    code, _, err = run_cli(capsys, args)
+    assert_one_line(code, err, fragment)
+    assert _snapshot(run) == before
+
+
+def test_data_changed_after_training_is_named(tmp_path, data_dir, capsys, monkeypatch):
+    import vaelab
+    monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
+    data = tmp_path / "faces.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 255, (40, 12, 10), dtype=np.uint8))
+    cfg = vaelab.build_config(overrides={"data": {"dataset": f"npy:{data}"}, "model": {"hidden": [16], "latent_dim": 2},
+                                         "train": {"epochs": 1, "batch_size": 10, "device": "cpu"}})
+    run = vaelab.train(cfg, tmp_path / "run", progress=False, log=lambda m: None)
+    np.save(data, np.random.default_rng(0).integers(0, 255, (40, 14, 10), dtype=np.uint8))
+    for command in (["evaluate", run], ["reconstruct", run], ["train", "--resume", run, "--epochs", "2"]):
+        before = _snapshot(run)
+        code, _, err = run_cli(capsys, command)
+        assert_one_line(code, err, "changed after training")
+        assert "1x14x10" in err and "1x12x10" in err
+        assert _snapshot(run) == before
+
+
+# -- the console script, pipes, the explorer, internal errors ---------------------------------
+
+def test_console_script_follows_the_same_rule(tiny_run, scratch, data_dir):
+    assert_user_error(vaelab("train", "--hidden", "500,,", "--out", scratch / "x"), "empty entry")
+    assert_user_error(vaelab("sample", tiny_run, "-n", "-1"), "-n must be between")
+    assert_user_error(vaelab("evaluate", tiny_run, "--max-memory", "nan", data_dir=data_dir), "size")
+
+
+def test_a_closed_pipe_is_no_traceback(data_dir):
+    env = dict(os.environ, VAELAB_DATA_DIR=data_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "vaelab", "reproduce", "--list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.read(10)
+    proc.stdout.close()   # `| head -c 10`: the reader is gone before vaelab has written everything
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_explore_ignores_a_browser_that_resets_its_connection(tiny_run, capsys):
+    import threading
+
+    import vaelab
+    from vaelab.viz.explore import make_server
+    server = make_server(vaelab.api.explorer(tiny_run, device="cpu"), 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for _ in range(5):
+            s = socket.create_connection(server.server_address[:2])
+            s.sendall(f"GET /decode?z=0,0 HTTP/1.1\r\nHost: 127.0.0.1:{server.server_address[1]}\r\n\r\n".encode())
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()   # a reset, not a polite close
+        try:  # and the failure path itself: a reset while replying is swallowed, quietly
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except ConnectionResetError:
+            server.handle_error(None, ("127.0.0.1", 1))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_internal_error_keeps_its_traceback_and_asks_for_a_report(capsys, monkeypatch):
+    from vaelab import cli
+
+    def broken(args):
+        raise RuntimeError("a bug")
+    monkeypatch.setitem(cli.COMMANDS, "data", broken)
+    code, _, err = run_cli(capsys, ["data", "list"])
+    assert code == 1
+    assert "Traceback" in err and "RuntimeError: a bug" in err
+    assert "internal error" in err.strip().splitlines()[-1] and "report" in err.strip().splitlines()[-1]
