@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 export VAELAB_DATA_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 DEMO_RUN ?= runs/demo
 
-.PHONY: demo test venv clean bench reproductions-table
+.PHONY: demo test lint venv clean bench reproductions-table
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# ruff (lint and format) and mypy over the whole tree; CI runs it before the tests
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python benchmarks/bench_train.py

@@ -23,10 +23,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import machine, matmul_gflops  # noqa: E402
-
-from vaelab.config import build_config  # noqa: E402
-from vaelab.training import Trainer  # noqa: E402
+from common import machine, matmul_gflops
+from vaelab.config import build_config
+from vaelab.training import Trainer
 
 
 def best_seconds(fn, repeats: int = 200, rounds: int = 7) -> float:
@@ -54,7 +53,7 @@ def step_matmuls(trainer: Trainer) -> list[tuple[str, list[list[int]]]]:
         trainer._train_epoch()
     trainer.on_step, trainer.stop_requested = None, False
     ops = [(e.name, e.input_shapes) for e in prof.events() if e.name in ("aten::mm", "aten::addmm")]
-    return ops[len(ops) // 2:]  # the second step's
+    return ops[len(ops) // 2 :]  # the second step's
 
 
 def main() -> None:
@@ -79,10 +78,10 @@ def main() -> None:
     for name, shapes in matmuls:
         if name == "aten::addmm":
             bias, a, b = (torch.randn(s) for s in shapes[:3])
-            gemm_s += best_seconds(lambda: torch.addmm(bias, a, b))
+            gemm_s += best_seconds(lambda bias=bias, a=a, b=b: torch.addmm(bias, a, b))
         else:
             a, b = (torch.randn(s) for s in shapes[:2])
-            gemm_s += best_seconds(lambda: torch.mm(a, b))
+            gemm_s += best_seconds(lambda a=a, b=b: torch.mm(a, b))
         gemm_flops += 2 * a.shape[0] * a.shape[1] * b.shape[1]
     opt_s = best_seconds(trainer.optimizer.step)  # real gradients of the last step, warm
 
@@ -90,18 +89,27 @@ def main() -> None:
     model_flops = 3 * trainer.model.flops_per_example() * bs
     steps = -(-n // bs)
     real_s = min(r["train_seconds"] for r in history) / steps
-    print(json.dumps({
-        "preset": args.preset, "batch_size": bs, "machine": machine(), "matmul_gflops": round(peak, 1),
-        "matmuls_per_step": len(matmuls), "matmul_gflop_per_step": round(gemm_flops / 1e9, 3),
-        "model_gflop_per_step": round(model_flops / 1e9, 3),
-        "matmuls_alone_ms": round(gemm_s * 1e3, 3),
-        "matmuls_alone_fraction_of_peak": round(gemm_flops / gemm_s / 1e9 / peak, 3),
-        "optimizer_alone_ms": round(opt_s * 1e3, 3),
-        "floor_ms_per_step": round((gemm_s + opt_s) * 1e3, 3),
-        "ceiling_fraction_of_peak": round(model_flops / (gemm_s + opt_s) / 1e9 / peak, 3),
-        "real_ms_per_step_best_epoch": round(real_s * 1e3, 3),
-        "real_fraction_of_peak": round(model_flops / real_s / 1e9 / peak, 3),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "batch_size": bs,
+                "machine": machine(),
+                "matmul_gflops": round(peak, 1),
+                "matmuls_per_step": len(matmuls),
+                "matmul_gflop_per_step": round(gemm_flops / 1e9, 3),
+                "model_gflop_per_step": round(model_flops / 1e9, 3),
+                "matmuls_alone_ms": round(gemm_s * 1e3, 3),
+                "matmuls_alone_fraction_of_peak": round(gemm_flops / gemm_s / 1e9 / peak, 3),
+                "optimizer_alone_ms": round(opt_s * 1e3, 3),
+                "floor_ms_per_step": round((gemm_s + opt_s) * 1e3, 3),
+                "ceiling_fraction_of_peak": round(model_flops / (gemm_s + opt_s) / 1e9 / peak, 3),
+                "real_ms_per_step_best_epoch": round(real_s * 1e3, 3),
+                "real_fraction_of_peak": round(model_flops / real_s / 1e9 / peak, 3),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -18,10 +18,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import machine, matmul_gflops, peak_rss_mb  # noqa: E402
-
-from vaelab.config import build_config  # noqa: E402
-from vaelab.training import Trainer  # noqa: E402
+from common import machine, matmul_gflops, peak_rss_mb
+from vaelab.config import build_config
+from vaelab.training import Trainer
 
 
 def main() -> None:
@@ -33,6 +32,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         import torch
+
         torch.set_num_threads(args.threads)
 
     load = os.getloadavg()[0]
@@ -41,25 +41,42 @@ def main() -> None:
     epochs = []
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory() as out:
-            trainer = Trainer(cfg, out, progress=False, log=lambda m: print(f"[{i + 1}/{args.repeats}] {m}", file=sys.stderr))
+            trainer = Trainer(
+                cfg, out, progress=False, log=lambda m, i=i: print(f"[{i + 1}/{args.repeats}] {m}", file=sys.stderr)
+            )
             r = trainer.fit()[-1]
-        epochs.append({"train_seconds": round(r["train_seconds"], 2), "eval_seconds": round(r["eval_seconds"], 2),
-                       "epoch_seconds": round(r["train_seconds"] + r["eval_seconds"], 2),
-                       "valid_neg_elbo": round(r["valid_neg_elbo"], 2)})
+        epochs.append(
+            {
+                "train_seconds": round(r["train_seconds"], 2),
+                "eval_seconds": round(r["eval_seconds"], 2),
+                "epoch_seconds": round(r["train_seconds"] + r["eval_seconds"], 2),
+                "valid_neg_elbo": round(r["valid_neg_elbo"], 2),
+            }
+        )
     n_train = trainer.train_x.shape[0]
     best = min(epochs, key=lambda e: e["epoch_seconds"])
     flops = 3 * trainer.model.flops_per_example() * n_train
-    print(json.dumps({
-        "preset": args.preset, "machine": machine(), "load_average_at_start": round(load, 2),
-        "matmul_gflops": round(peak, 1), "train_images": n_train, "eval_images": trainer.eval_x.shape[0],
-        "parameters": trainer.model.n_parameters(), "forward_mflops_per_image": round(trainer.model.flops_per_example() / 1e6, 2),
-        "seconds_per_epoch_min": best["epoch_seconds"],
-        "train_seconds_min": min(e["train_seconds"] for e in epochs),
-        "images_per_second": round(n_train / min(e["train_seconds"] for e in epochs)),
-        "model_gflops": round(flops / min(e["train_seconds"] for e in epochs) / 1e9, 1),
-        "repeats": epochs,
-        "peak_rss_mb": round(peak_rss_mb()),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "machine": machine(),
+                "load_average_at_start": round(load, 2),
+                "matmul_gflops": round(peak, 1),
+                "train_images": n_train,
+                "eval_images": trainer.eval_x.shape[0],
+                "parameters": trainer.model.n_parameters(),
+                "forward_mflops_per_image": round(trainer.model.flops_per_example() / 1e6, 2),
+                "seconds_per_epoch_min": best["epoch_seconds"],
+                "train_seconds_min": min(e["train_seconds"] for e in epochs),
+                "images_per_second": round(n_train / min(e["train_seconds"] for e in epochs)),
+                "model_gflops": round(flops / min(e["train_seconds"] for e in epochs) / 1e9, 1),
+                "repeats": epochs,
+                "peak_rss_mb": round(peak_rss_mb()),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

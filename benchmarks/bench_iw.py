@@ -17,12 +17,11 @@ import time
 import torch
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import machine, matmul_gflops, peak_rss_mb  # noqa: E402
-
-from vaelab.config import build_config  # noqa: E402
-from vaelab.dataprep import load_inputs  # noqa: E402
-from vaelab.evaluation import iw_log_px  # noqa: E402
-from vaelab.model import VAE  # noqa: E402
+from common import machine, matmul_gflops, peak_rss_mb
+from vaelab.config import build_config
+from vaelab.dataprep import load_inputs
+from vaelab.evaluation import iw_log_px
+from vaelab.model import VAE
 
 
 def main() -> None:
@@ -34,7 +33,7 @@ def main() -> None:
 
     peak = matmul_gflops()
     cfg = build_config("pytorch-examples")
-    x = load_inputs(cfg.data, "test").images[:args.points]
+    x = load_inputs(cfg.data, "test").images[: args.points]
     torch.manual_seed(0)
     model = VAE(cfg.model).eval()
     iw_log_px(model, x[:20], args.k, max_memory=args.max_memory)  # warm-up
@@ -42,17 +41,28 @@ def main() -> None:
     start = time.perf_counter()
     log_px = iw_log_px(model, x, args.k, max_memory=args.max_memory)
     seconds = time.perf_counter() - start
-    decoder_flops = sum(2 * m.in_features * m.out_features for m in model.decoder.modules()
-                        if isinstance(m, torch.nn.Linear))
+    decoder_flops = sum(
+        2 * m.in_features * m.out_features for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)
+    )
     rate = x.shape[0] * args.k / seconds
-    print(json.dumps({
-        "machine": machine(), "matmul_gflops": round(peak, 1), "k": args.k, "points": x.shape[0],
-        "seconds": round(seconds, 2), "samples_per_second": round(rate),
-        "flop_floor_samples_per_second": round(peak * 1e9 / decoder_flops),
-        "mnist_test_k5000_minutes_at_this_rate": round(10000 * 5000 / rate / 60, 2),
-        "peak_rss_mb": round(peak_rss_mb()), "rss_before_mb": round(rss_before),
-        "finite": bool(torch.isfinite(log_px).all()),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "machine": machine(),
+                "matmul_gflops": round(peak, 1),
+                "k": args.k,
+                "points": x.shape[0],
+                "seconds": round(seconds, 2),
+                "samples_per_second": round(rate),
+                "flop_floor_samples_per_second": round(peak * 1e9 / decoder_flops),
+                "mnist_test_k5000_minutes_at_this_rate": round(10000 * 5000 / rate / 60, 2),
+                "peak_rss_mb": round(peak_rss_mb()),
+                "rss_before_mb": round(rss_before),
+                "finite": bool(torch.isfinite(log_px).all()),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -37,10 +37,11 @@ def time_steps(name: str, steps: int, warmup: int, compile_: bool, data_dir: str
         if t.step == warmup + steps:
             marks["end"] = time.perf_counter()
             t.stop_requested = True
+
     trainer.on_step = hook
     try:
         trainer.fit()
-    except Exception as e:  # noqa: BLE001 - the stop request ends fit() with TrainingInterrupted
+    except Exception as e:
         if type(e).__name__ != "TrainingInterrupted":
             raise
     per_epoch = math.ceil(trainer.train_x.shape[0] / cfg.train.batch_size)
@@ -67,8 +68,10 @@ def main() -> None:
                 times[mode].append(sec)
         for mode in modes:
             best, med = min(times[mode]), statistics.median(times[mode])
-            print(f"{name:28s} {'compile' if mode else 'eager  '}  {med * 1e3:7.2f} ms/step (best {best * 1e3:.2f})"
-                  f"  {per_epoch} steps/epoch  {med * per_epoch:8.2f} s/epoch")
+            print(
+                f"{name:28s} {'compile' if mode else 'eager  '}  {med * 1e3:7.2f} ms/step (best {best * 1e3:.2f})"
+                f"  {per_epoch} steps/epoch  {med * per_epoch:8.2f} s/epoch"
+            )
 
 
 if __name__ == "__main__":

@@ -16,10 +16,9 @@ import tempfile
 import time
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from common import machine, matmul_gflops, peak_rss_mb  # noqa: E402
-
-from vaelab.config import build_config  # noqa: E402
-from vaelab.training import Trainer  # noqa: E402
+from common import machine, matmul_gflops, peak_rss_mb
+from vaelab.config import build_config
+from vaelab.training import Trainer
 
 
 def main() -> None:
@@ -48,9 +47,14 @@ def main() -> None:
     flops = 3 * trainer.model.flops_per_example() * n_train
     best = min(train_s)
     result = {
-        "preset": args.preset, "batch_size": cfg.train.batch_size, "compile": args.compile,
-        "precision": args.precision, "machine": machine(), "matmul_gflops": round(peak, 1),
-        "epochs": args.epochs, "train_images": n_train,
+        "preset": args.preset,
+        "batch_size": cfg.train.batch_size,
+        "compile": args.compile,
+        "precision": args.precision,
+        "machine": machine(),
+        "matmul_gflops": round(peak, 1),
+        "epochs": args.epochs,
+        "train_images": n_train,
         "seconds_per_epoch_median": round(sorted(epoch_s)[len(epoch_s) // 2], 3),
         "seconds_per_epoch_best": round(min(epoch_s), 3),
         "train_seconds_best": round(best, 3),

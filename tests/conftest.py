@@ -17,10 +17,14 @@ def data_dir() -> str:
 
 def _tiny_run(root: Path, data_dir: str, dataset: str, **model) -> Path:
     import vaelab
-    cfg = vaelab.build_config(overrides={
-        "data": {"dataset": dataset, "data_dir": data_dir},
-        "model": {"hidden": [32], "latent_dim": 2, **model},
-        "train": {"epochs": 1, "batch_size": 500, "device": "cpu"}})
+
+    cfg = vaelab.build_config(
+        overrides={
+            "data": {"dataset": dataset, "data_dir": data_dir},
+            "model": {"hidden": [32], "latent_dim": 2, **model},
+            "train": {"epochs": 1, "batch_size": 500, "device": "cpu"},
+        }
+    )
     return vaelab.train(cfg, root / "run", progress=False, log=lambda msg: None)
 
 
@@ -34,5 +38,4 @@ def tiny_run(tmp_path_factory, data_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_frey_run(tmp_path_factory, data_dir) -> Path:
     """Unlabelled data, a Gaussian decoder and a 5-D latent: Frey Face, one epoch (4 steps)."""
-    return _tiny_run(tmp_path_factory.mktemp("tiny_frey"), data_dir, "frey_face", latent_dim=5,
-                     likelihood="gaussian")
+    return _tiny_run(tmp_path_factory.mktemp("tiny_frey"), data_dir, "frey_face", latent_dim=5, likelihood="gaussian")

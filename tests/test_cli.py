@@ -13,8 +13,9 @@ def vaelab(*args, data_dir=None, cwd=None):
     env = dict(os.environ)
     if data_dir:
         env["VAELAB_DATA_DIR"] = data_dir
-    return subprocess.run([sys.executable, "-m", "vaelab", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "vaelab", *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
 
 
 def assert_user_error(proc, *fragments):
@@ -29,15 +30,37 @@ def assert_user_error(proc, *fragments):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("cli") / "run"
-    proc = vaelab("train", "--dataset", "mnist", "--hidden", "64", "--latent-dim", "2", "--epochs", "1",
-                  "--batch-size", "500", "--device", "cpu", "--out", out, "--no-progress", data_dir=data_dir)
+    proc = vaelab(
+        "train",
+        "--dataset",
+        "mnist",
+        "--hidden",
+        "64",
+        "--latent-dim",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "500",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        "--no-progress",
+        data_dir=data_dir,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "epoch   1" in proc.stderr
     return out
 
 
 def test_train_writes_a_complete_run(run):
-    assert {p.name for p in run.iterdir()} >= {"config.json", "model.safetensors", "resume.safetensors", "metrics.jsonl"}
+    assert {p.name for p in run.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "resume.safetensors",
+        "metrics.jsonl",
+    }
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["hidden"] == [64] and cfg["model"]["latent_dim"] == 2
     assert cfg["model"]["input_shape"] == [1, 28, 28]
@@ -77,16 +100,19 @@ def test_sample_reconstruct_encode_plot(run, data_dir, tmp_path):
         assert (run / name).is_file()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["train", "--no-such-flag"], "unrecognized arguments"),
-    (["train", "--epochs", "0", "--out", "x"], "--epochs must be at least 1"),
-    (["train", "--dataset", "cifar", "--out", "x"], "unknown dataset 'cifar'"),
-    (["train", "--hidden", "4a0", "--out", "x"], "hidden"),
-    (["train", "--binarize", "sometimes"], "invalid choice"),
-    (["train", "--config", "missing.toml"], "missing.toml not found"),
-    (["evaluate", "no/such/run"], "does not exist"),
-    (["data", "download", "cifar"], "unknown dataset"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--no-such-flag"], "unrecognized arguments"),
+        (["train", "--epochs", "0", "--out", "x"], "--epochs must be at least 1"),
+        (["train", "--dataset", "cifar", "--out", "x"], "unknown dataset 'cifar'"),
+        (["train", "--hidden", "4a0", "--out", "x"], "hidden"),
+        (["train", "--binarize", "sometimes"], "invalid choice"),
+        (["train", "--config", "missing.toml"], "missing.toml not found"),
+        (["evaluate", "no/such/run"], "does not exist"),
+        (["data", "download", "cifar"], "unknown dataset"),
+    ],
+)
 def test_bad_input_is_one_line(args, fragment, tmp_path):
     assert_user_error(vaelab(*args, cwd=tmp_path), fragment)
 
@@ -135,9 +161,28 @@ def test_damaged_or_foreign_checkpoints(run, tmp_path, data_dir):
 
 def test_help_lists_every_flag():
     out = vaelab("train", "--help").stdout
-    for flag in ("--preset", "--config", "--dataset", "--binarize", "--latent-dim", "--hidden", "--activation",
-                 "--likelihood", "--epochs", "--batch-size", "--lr", "--optimizer", "--samples", "--beta",
-                 "--seed", "--data-dir", "--out", "--device", "--resume", "--overwrite"):
+    for flag in (
+        "--preset",
+        "--config",
+        "--dataset",
+        "--binarize",
+        "--latent-dim",
+        "--hidden",
+        "--activation",
+        "--likelihood",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--optimizer",
+        "--samples",
+        "--beta",
+        "--seed",
+        "--data-dir",
+        "--out",
+        "--device",
+        "--resume",
+        "--overwrite",
+    ):
         assert flag in out, flag
 
 
@@ -155,8 +200,9 @@ def test_evaluate_importance_sampled_nll(run, data_dir):
 
 def test_evaluate_bad_input(run, tmp_path, data_dir):
     assert_user_error(vaelab("evaluate", run, "--iw-samples", "0", data_dir=data_dir), "at least 1")
-    assert_user_error(vaelab("evaluate", run, "--iw-samples", "10", "--max-memory", "1K", data_dir=data_dir),
-                      "too small")
+    assert_user_error(
+        vaelab("evaluate", run, "--iw-samples", "10", "--max-memory", "1K", data_dir=data_dir), "too small"
+    )
     assert_user_error(vaelab("evaluate", run, "--max-memory", "lots"), "size")
     no_weights = tmp_path / "no_weights"
     no_weights.mkdir()
@@ -170,9 +216,30 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, data_dir):
 
     out = tmp_path / "interrupted"
     env = dict(os.environ, VAELAB_DATA_DIR=data_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "vaelab", "train", "--hidden", "32", "--latent-dim", "2",
-                             "--batch-size", "100", "--epochs", "50", "--device", "cpu", "--out", str(out),
-                             "--no-progress"], stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vaelab",
+            "train",
+            "--hidden",
+            "32",
+            "--latent-dim",
+            "2",
+            "--batch-size",
+            "100",
+            "--epochs",
+            "50",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.monotonic() + 120
     line = ""
     while "epoch   1" not in line and time.monotonic() < deadline:  # first epoch saved
@@ -184,6 +251,7 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, data_dir):
     assert "Traceback" not in err
     assert f"vaelab train --resume {out}" in err
     from safetensors import safe_open
+
     with safe_open(str(out / "resume.safetensors"), "pt") as f:  # whole and readable
         state = json.loads(f.metadata()["vaelab"])["state"]
     assert state["epoch"] >= 1 and state["step"] >= 500

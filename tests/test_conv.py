@@ -11,8 +11,10 @@ from vaelab import checkpoint as ckpt
 from vaelab.config import ModelConfig, build_config
 from vaelab.errors import VaelabError
 from vaelab.evaluation import bytes_per_sample
-from vaelab.model import LATENTS, LIKELIHOODS, VAE
+from vaelab.model import VAE
 from vaelab.networks import ConvDecoder, ConvEncoder, conv_plan
+from vaelab.registry import LIKELIHOODS
+from vaelab.registry import POSTERIORS as LATENTS
 from vaelab.training import Trainer
 
 
@@ -27,8 +29,15 @@ def one_thread():
 
 
 def conv_model(shape, latent="gaussian", likelihood="bernoulli", channels=(8, 16), hidden=()):
-    cfg = ModelConfig(network="conv", latent=latent, likelihood=likelihood, latent_dim=6,
-                      channels=list(channels), hidden=list(hidden), input_shape=list(shape))
+    cfg = ModelConfig(
+        network="conv",
+        latent=latent,
+        likelihood=likelihood,
+        latent_dim=6,
+        channels=list(channels),
+        hidden=list(hidden),
+        input_shape=list(shape),
+    )
     cfg.validate()
     return VAE(cfg)
 
@@ -58,6 +67,7 @@ def test_conv_shapes(shape, feature, latent, likelihood):
 
     # the whole objective runs and every weight gets a gradient
     from vaelab.objectives import elbo_terms
+
     targets = torch.bernoulli(x) if likelihood == "bernoulli" else x
     terms = elbo_terms(model, targets)
     assert torch.isfinite(terms["neg_elbo"]).all()
@@ -93,12 +103,16 @@ def test_decoder_output_is_channel_blocked():
 def test_flops_count_conv_layers():
     model = conv_model([1, 28, 20], channels=(8, 16), hidden=[32])
     d = model.latent.dim
-    macs = (14 * 10 * 8 * 1 * 9          # conv 1->8, 3x3, output 14x10
-            + 7 * 5 * 16 * 8 * 9         # conv 8->16, output 7x5
-            + 16 * 7 * 5 * 32 + 32 * 2 * d   # linear to hidden, to q's parameters
-            + d * 32 + 32 * 16 * 7 * 5   # decoder linear layers
-            + 16 * 7 * 5 * 8 * 9         # transposed conv 16->8: each input scatters 8 x 3x3
-            + 8 * 14 * 10 * 1 * 9)       # transposed conv 8->1
+    macs = (
+        14 * 10 * 8 * 1 * 9  # conv 1->8, 3x3, output 14x10
+        + 7 * 5 * 16 * 8 * 9  # conv 8->16, output 7x5
+        + 16 * 7 * 5 * 32
+        + 32 * 2 * d  # linear to hidden, to q's parameters
+        + d * 32
+        + 32 * 16 * 7 * 5  # decoder linear layers
+        + 16 * 7 * 5 * 8 * 9  # transposed conv 16->8: each input scatters 8 x 3x3
+        + 8 * 14 * 10 * 1 * 9
+    )  # transposed conv 8->1
     assert model.flops_per_example() == 2 * macs
     # the fully connected model keeps its count: 2 x in x out over its linear layers
     mlp = VAE(ModelConfig(hidden=[400], latent_dim=20))
@@ -112,27 +126,35 @@ def test_conv_config():
     assert cfg.model.network == "conv" and cfg.model.channels == [32, 64] and cfg.model.hidden == []
     model = VAE(cfg.model)
     assert model.encoder.feature_shape == (64, 7, 7)
-    assert build_config(overrides={"model": {"network": "conv", "channels": "16,32", "hidden": ""}}).model.channels == [16, 32]
+    assert build_config(overrides={"model": {"network": "conv", "channels": "16,32", "hidden": ""}}).model.channels == [
+        16,
+        32,
+    ]
     with pytest.raises(VaelabError, match="--channels"):
         build_config(overrides={"model": {"network": "conv", "channels": [16, 0]}})
     with pytest.raises(VaelabError, match="--channels"):
         build_config(overrides={"model": {"network": "conv", "channels": ""}})
-    with pytest.raises(VaelabError, match="--hidden"):  # an MLP needs a hidden layer
-        build_config(overrides={"model": {"network": "mlp", "hidden": ""}})
+    # an MLP without hidden layers is linear: one layer each way (probabilistic PCA's shape)
+    linear = VAE(build_config(overrides={"model": {"network": "mlp", "hidden": ""}}).model)
+    layers = [[type(m).__name__ for m in net.net] for net in (linear.encoder, linear.decoder)]
+    assert layers == [["Linear"], ["Linear"]]
 
 
 def test_short_conv_run_on_mnist_learns(tmp_path, data_dir):
     """Two epochs of a tiny conv VAE on the first 10000 MNIST training images (the real trainer;
     the subset only keeps the test fast): the validation neg_elbo falls from the untrained
     model's ~560 nats to below 190, and the saved run loads back to the same numbers."""
-    cfg = build_config(overrides={
-        "data": {"dataset": "mnist", "binarize": "dynamic", "data_dir": data_dir},
-        "model": {"network": "conv", "channels": [8, 16], "hidden": [], "latent_dim": 8},
-        "train": {"epochs": 2, "batch_size": 100, "lr": 3e-3, "device": "cpu"},
-    })
+    cfg = build_config(
+        overrides={
+            "data": {"dataset": "mnist", "binarize": "dynamic", "data_dir": data_dir},
+            "model": {"network": "conv", "channels": [8, 16], "hidden": [], "latent_dim": 8},
+            "train": {"epochs": 2, "batch_size": 100, "lr": 3e-3, "device": "cpu"},
+        }
+    )
     trainer = Trainer(cfg, tmp_path, progress=False, log=lambda m: None)
     trainer.train_x, trainer.eval_x = trainer.train_x[:10000], trainer.eval_x[:1000]
     from vaelab.evaluation import evaluate_elbo
+
     untrained = evaluate_elbo(trainer.model, trainer.eval_x)["neg_elbo"]
     history = trainer.fit()
     valid = [r["valid_neg_elbo"] for r in history]

@@ -39,6 +39,7 @@ def all_splits(name, **kw):
 
 # -- folders ------------------------------------------------------------------------------------
 
+
 def test_grey_folder_is_read_exactly_and_split_80_10_10(tmp_path):
     arrays = write_pngs(tmp_path / "imgs", 20)
     (tmp_path / "imgs" / "notes.txt").write_text("ignored")
@@ -92,9 +93,9 @@ def test_jpeg_rgba_and_16_bit_files_are_read(tmp_path):
     Image.fromarray(np.full((8, 6, 4), 200, np.uint8), "RGBA").save(d / "b.PNG")
     Image.fromarray(np.full((8, 6), 65535, np.uint16)).save(d / "c.png")  # 16-bit grey
     x = load_images(f"folder:{d}")
-    assert x.shape == (3, 3, 8, 6) and 0 <= x.min() and x.max() <= 1
+    assert x.shape == (3, 3, 8, 6) and x.min() >= 0 and x.max() <= 1
     assert torch.allclose(x[1], torch.tensor(200 / 255))  # alpha dropped
-    assert torch.equal(x[2], torch.ones(3, 8, 6))          # 16-bit white is 1.0
+    assert torch.equal(x[2], torch.ones(3, 8, 6))  # 16-bit white is 1.0
 
 
 def test_jpeg_exif_orientation_is_applied(tmp_path):
@@ -120,6 +121,7 @@ def test_image_size_resizes_mixed_sizes(tmp_path):
 
 # -- npy --------------------------------------------------------------------------------------------
 
+
 def test_npy_uint8_grey_and_float_rgb(tmp_path):
     a = RNG.integers(0, 256, size=(30, 7, 5), dtype=np.uint8)
     np.save(tmp_path / "grey.npy", a)
@@ -142,6 +144,7 @@ def test_npy_uint8_grey_and_float_rgb(tmp_path):
 
 def test_a_source_is_read_once_and_again_when_it_changes(tmp_path, monkeypatch):
     from vaelab.data import custom
+
     calls = []
     real = custom.read_npy
     monkeypatch.setattr(custom, "read_npy", lambda *a: calls.append(a) or real(*a))
@@ -175,6 +178,7 @@ def test_relative_paths_become_absolute_and_name_the_default_run(tmp_path, monke
 
 
 # -- user errors: one clear message each --------------------------------------------------------
+
 
 def error_of(name, image_size=None) -> str:
     with pytest.raises(VaelabError) as e:
@@ -213,18 +217,21 @@ def test_folder_errors(tmp_path):
     assert "at least 3" in error_of(f"folder:{tmp_path / 'two'}")
 
 
-@pytest.mark.parametrize("array, fragment", [
-    (np.zeros((5, 4), np.uint8), "expected N x H x W"),
-    (np.zeros((2, 3, 4, 4, 4), np.uint8), "expected N x H x W"),
-    (np.zeros((5, 2, 4, 4), np.uint8), "channels must be 1 or 3"),
-    (np.zeros((5, 4, 4, 3), np.uint8), "channels-last"),
-    (np.zeros((5, 4, 4), np.int64), "holds int64 values"),
-    (np.full((5, 4, 4), 255.0), "floats from 255 to 255"),
-    (np.full((5, 4, 4), -0.5, np.float32), "must be in [0, 1]"),
-    (np.full((5, 4, 4), np.nan), "NaN"),
-    (np.zeros((0, 4, 4), np.uint8), "empty array"),
-    (np.array([[[{}]]] * 3, dtype=object), "Python objects"),
-])
+@pytest.mark.parametrize(
+    "array, fragment",
+    [
+        (np.zeros((5, 4), np.uint8), "expected N x H x W"),
+        (np.zeros((2, 3, 4, 4, 4), np.uint8), "expected N x H x W"),
+        (np.zeros((5, 2, 4, 4), np.uint8), "channels must be 1 or 3"),
+        (np.zeros((5, 4, 4, 3), np.uint8), "channels-last"),
+        (np.zeros((5, 4, 4), np.int64), "holds int64 values"),
+        (np.full((5, 4, 4), 255.0), "floats from 255 to 255"),
+        (np.full((5, 4, 4), -0.5, np.float32), "must be in [0, 1]"),
+        (np.full((5, 4, 4), np.nan), "NaN"),
+        (np.zeros((0, 4, 4), np.uint8), "empty array"),
+        (np.array([[[{}]]] * 3, dtype=object), "Python objects"),
+    ],
+)
 def test_npy_errors(tmp_path, array, fragment):
     np.save(tmp_path / "a.npy", array, allow_pickle=True)
     assert fragment in error_of(f"npy:{tmp_path / 'a.npy'}")
@@ -262,11 +269,13 @@ def test_config_errors(tmp_path):
 
 # -- the command line on your own data ------------------------------------------------------------
 
+
 def vaelab(*args, cwd=None):
     # one thread: a tiny model gains nothing from two, and loses 10x or more on a busy 2-core machine
     env = {k: v for k, v in os.environ.items() if k != "VAELAB_DATA_DIR"} | {"OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "vaelab", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vaelab", *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
 
 
 @pytest.fixture
@@ -284,9 +293,31 @@ def test_cli_train_evaluate_encode_plot_on_npy_data(tmp_path, one_thread):
     blobs = np.exp(-((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2) / 6)
     np.save(tmp_path / "blobs.npy", (blobs * 255).astype(np.uint8))
     run = tmp_path / "run"
-    proc = vaelab("train", "--dataset", "npy:blobs.npy", "--model", "conv", "--channels", "4,8", "--hidden", "",
-                  "--latent-dim", "2", "--binarize", "none", "--epochs", "2", "--batch-size", "20",
-                  "--device", "cpu", "--out", run, "--no-progress", cwd=tmp_path)
+    proc = vaelab(
+        "train",
+        "--dataset",
+        "npy:blobs.npy",
+        "--model",
+        "conv",
+        "--channels",
+        "4,8",
+        "--hidden",
+        "",
+        "--latent-dim",
+        "2",
+        "--binarize",
+        "none",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "20",
+        "--device",
+        "cpu",
+        "--out",
+        run,
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["data"]["dataset"] == f"npy:{tmp_path / 'blobs.npy'}"
@@ -304,12 +335,16 @@ def test_cli_train_evaluate_encode_plot_on_npy_data(tmp_path, one_thread):
     assert {p.name for p in paths} >= {"samples.png", "reconstructions.png"} and all(p.is_file() for p in paths)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--dataset", "folder:no/such/folder"], "does not exist"),
-    (["--dataset", "npy:x.npy", "--image-size", "huge"], "--image-size must be"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--dataset", "folder:no/such/folder"], "does not exist"),
+        (["--dataset", "npy:x.npy", "--image-size", "huge"], "--image-size must be"),
+    ],
+)
 def test_cli_data_errors_are_one_line(tmp_path, monkeypatch, capsys, args, fragment):
     from vaelab.cli import main
+
     monkeypatch.chdir(tmp_path)
     assert main(["train", *args, "--epochs", "1", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()

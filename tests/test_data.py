@@ -15,8 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-from vaelab.data import (DATASETS, binarize, dataset_status, format_status, load_split, read_amat,
-                         read_idx, read_mat_uint8, resolve_data_dir)
+from vaelab.data import (
+    DATASETS,
+    binarize,
+    dataset_status,
+    format_status,
+    load_split,
+    read_amat,
+    read_idx,
+    read_mat_uint8,
+    resolve_data_dir,
+)
 from vaelab.errors import VaelabError
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -32,20 +41,28 @@ def shared_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def shared() -> Path:
     root = shared_data_dir()
-    missing = [f"{info.name}/{f.name}" for info in DATASETS.values() for f in info.files
-               if not (info.name == "fashion_mnist" and "images" in f.name)  # not shipped
-               and not any((root / info.name / v.name).exists() for v in f.variants)]
+    missing = [
+        f"{info.name}/{f.name}"
+        for info in DATASETS.values()
+        for f in info.files
+        if not (info.name == "fashion_mnist" and "images" in f.name)  # not shipped
+        and not any((root / info.name / v.name).exists() for v in f.variants)
+    ]
     if missing:
-        pytest.fail(f"benchmark data missing under {root}: {', '.join(missing)}; "
-                    "set VAELAB_TEST_DATA_DIR to the folder of the official files")
+        pytest.fail(
+            f"benchmark data missing under {root}: {', '.join(missing)}; "
+            "set VAELAB_TEST_DATA_DIR to the folder of the official files"
+        )
     return root
 
 
 @pytest.fixture(scope="module")
 def mnist_files(shared):
     d = shared / "mnist"
-    return {n: read_idx(d / f"{n}-idx{3 if 'images' in n else 1}-ubyte.gz")
-            for n in ("train-images", "train-labels", "t10k-images", "t10k-labels")}
+    return {
+        n: read_idx(d / f"{n}-idx{3 if 'images' in n else 1}-ubyte.gz")
+        for n in ("train-images", "train-labels", "t10k-images", "t10k-labels")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +83,14 @@ def copy_dataset(shared: Path, tmp: Path, name: str) -> Path:
 
 # --- parsers -------------------------------------------------------------------------------------
 
+
 def test_idx_parser_on_mnist(shared, mnist_files):
-    for name, magic in [("train-images-idx3-ubyte.gz", 2051), ("train-labels-idx1-ubyte.gz", 2049),
-                        ("t10k-images-idx3-ubyte.gz", 2051), ("t10k-labels-idx1-ubyte.gz", 2049)]:
+    for name, magic in [
+        ("train-images-idx3-ubyte.gz", 2051),
+        ("train-labels-idx1-ubyte.gz", 2049),
+        ("t10k-images-idx3-ubyte.gz", 2051),
+        ("t10k-labels-idx1-ubyte.gz", 2049),
+    ]:
         with gzip.open(shared / "mnist" / name) as f:
             assert int.from_bytes(f.read(4), "big") == magic
     images, labels = mnist_files["train-images"], mnist_files["train-labels"]
@@ -147,6 +169,7 @@ def test_mat_reader_on_frey_face(shared, tmp_path):
 
 # --- splits --------------------------------------------------------------------------------------
 
+
 def test_mnist_splits(shared, mnist_files, mnist_test):
     full = load_split("mnist", "train", shared, download=False, full_train=True)
     train = load_split("mnist", "train", shared, download=False)
@@ -197,6 +220,7 @@ def test_bad_names(shared):
 
 # --- verification --------------------------------------------------------------------------------
 
+
 def test_changed_byte_fails_checksum(shared, tmp_path):
     d = copy_dataset(shared, tmp_path, "mnist")
     path = d / "t10k-images-idx3-ubyte.gz"
@@ -227,6 +251,7 @@ def test_missing_files_without_download(shared, tmp_path):
 
 # --- binarization --------------------------------------------------------------------------------
 
+
 def test_binarize(mnist_test):
     x = mnist_test.images
     a, b, c = binarize(x, "static", 1), binarize(x, "static", 1), binarize(x, "static", 2)
@@ -240,6 +265,7 @@ def test_binarize(mnist_test):
 
 
 # --- data folder and status ----------------------------------------------------------------------
+
 
 def test_resolve_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -255,8 +281,9 @@ def test_dataset_status(shared, monkeypatch):
     status = {d["name"]: d for d in dataset_status()}
     assert list(status) == ["mnist", "fashion_mnist", "binarized_mnist", "frey_face"]
     assert status["mnist"]["ready"] and len(status["mnist"]["files"]) == 4
-    assert all(f["present"] and f["verified"] and Path(f["path"]).parent == shared / "mnist"
-               for f in status["mnist"]["files"])
+    assert all(
+        f["present"] and f["verified"] and Path(f["path"]).parent == shared / "mnist" for f in status["mnist"]["files"]
+    )
     fashion = {f["name"]: f for f in status["fashion_mnist"]["files"]}
     assert not status["fashion_mnist"]["ready"]
     assert not fashion["train-images-idx3-ubyte.gz"]["present"] and not fashion["t10k-images-idx3-ubyte.gz"]["verified"]

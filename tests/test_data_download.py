@@ -25,7 +25,9 @@ def shared() -> Path:
     root = shared_data_dir()
     needed = [root / "frey_face" / "frey_rawface.mat", root / "binarized_mnist" / "binarized_mnist_valid.amat.gz"]
     if not all(p.exists() for p in needed):
-        pytest.fail(f"benchmark data missing under {root}; set VAELAB_TEST_DATA_DIR to the folder of the official files")
+        pytest.fail(
+            f"benchmark data missing under {root}; set VAELAB_TEST_DATA_DIR to the folder of the official files"
+        )
     return root
 
 
@@ -158,10 +160,18 @@ def test_load_split_downloads_alternative_form(serve, shared, tmp_path, monkeypa
 def test_download_dataset_url_override(serve, shared, tmp_path):
     base = serve(shared)
     name = "frey_rawface.mat"
-    download_dataset("frey_face", tmp_path, progress=False,
-                     urls_override={name: [f"{base}/missing/{name}", f"{base}/frey_face/{name}"]})
+    download_dataset(
+        "frey_face",
+        tmp_path,
+        progress=False,
+        urls_override={name: [f"{base}/missing/{name}", f"{base}/frey_face/{name}"]},
+    )
     assert (tmp_path / "frey_face" / name).exists()
     with pytest.raises(VaelabError, match=r"could not download mnist/train-images-idx3-ubyte\.gz: .*HTTP 404"):
-        download_dataset("mnist", tmp_path / "x", progress=False,
-                         urls_override={f.name: [f"{base}/missing/{f.name}"] for f in DATASETS["mnist"].files})
+        download_dataset(
+            "mnist",
+            tmp_path / "x",
+            progress=False,
+            urls_override={f.name: [f"{base}/missing/{f.name}"] for f in DATASETS["mnist"].files},
+        )
     assert leftovers(tmp_path / "x" / "mnist") == []

@@ -1,6 +1,9 @@
 """Denormal floats are flushed to zero on every intra-op thread while training, and the
 previous mode comes back afterwards."""
 
+import sys
+
+import pytest
 import torch
 
 from vaelab.config import build_config
@@ -33,12 +36,42 @@ def test_flush_reaches_every_thread_and_is_undone():
 
 
 def test_training_flushes_denormals_and_restores_the_mode(tmp_path, data_dir):
-    cfg = build_config(overrides={"data": {"dataset": "mnist", "data_dir": data_dir},
-                                  "model": {"hidden": [16], "latent_dim": 2},
-                                  "train": {"epochs": 1, "batch_size": 6000, "device": "cpu"}})
+    cfg = build_config(
+        overrides={
+            "data": {"dataset": "mnist", "data_dir": data_dir},
+            "model": {"hidden": [16], "latent_dim": 2},
+            "train": {"epochs": 1, "batch_size": 6000, "device": "cpu"},
+        }
+    )
     trainer = Trainer(cfg, tmp_path, progress=False, log=lambda msg: None)
     seen = []
     trainer.on_step = lambda t: seen.append(flushing_denormals())
     trainer.fit()
     assert seen == [True] * -(-trainer.train_x.shape[0] // 6000)  # every step
     assert not flushing_denormals()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PyTorch's Linux builds run libgomp")
+def test_flush_reaches_torchs_threads_beside_another_libgomp(tmp_path):
+    """A second OpenMP runtime in the process (a package's bundled libgomp-<hash>.so.1) must not
+    be taken for PyTorch's: PyTorch's worker threads would keep computing with denormals."""
+    import ctypes
+    import shutil
+
+    from vaelab.denormals import every_thread_flushes, set_flush_denormal
+
+    with open("/proc/self/maps") as maps:
+        torch_gomp = [line.split()[-1] for line in maps if line.rstrip().endswith("/libgomp.so.1")]
+    assert torch_gomp, "PyTorch's libgomp is not loaded"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.ones(1 << 20).mul(2.0)  # PyTorch's worker thread exists before flushing starts
+        other = tmp_path / "libgomp-0a1b2c3d.so.1"  # a path that sorts before most venvs'
+        shutil.copy(torch_gomp[0], other)
+        ctypes.CDLL(str(other))
+        assert set_flush_denormal(True) and every_thread_flushes()
+    finally:
+        set_flush_denormal(False)
+        torch.set_num_threads(threads)
+    assert not every_thread_flushes() and not flushing_denormals()

@@ -9,14 +9,44 @@ import pytest
 
 # grey targets and a modest learning rate: the least noisy short run, so that the comparison
 # below measures the engine, not the luck of 200 steps
-ARGS = ["--dataset", "mnist", "--binarize", "none", "--hidden", "64", "--latent-dim", "8", "--batch-size", "500",
-        "--epochs", "2", "--lr", "1e-3", "--seed", "0", "--device", "cpu", "--no-progress"]
+ARGS = [
+    "--dataset",
+    "mnist",
+    "--binarize",
+    "none",
+    "--hidden",
+    "64",
+    "--latent-dim",
+    "8",
+    "--batch-size",
+    "500",
+    "--epochs",
+    "2",
+    "--lr",
+    "1e-3",
+    "--seed",
+    "0",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
 
 
 def run(cmd, data_dir, nproc=1):
     env = dict(os.environ, VAELAB_DATA_DIR=data_dir, OMP_NUM_THREADS="1")
-    launcher = [sys.executable, "-m", "vaelab"] if nproc == 1 else \
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "vaelab"]
+    launcher = (
+        [sys.executable, "-m", "vaelab"]
+        if nproc == 1
+        else [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "vaelab",
+        ]
+    )
     proc = subprocess.run(launcher + cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc

@@ -128,7 +128,7 @@ def test_iwae_bound_terms():
 
 def test_iwae_learning_rate_schedule():
     assert [iwae_stage(e)[0] for e in (0, 1, 3, 4, 12, 13, 3279, 5000)] == [0, 1, 1, 2, 2, 3, 7, 7]
-    assert sum(3 ** i for i in range(8)) == 3280
+    assert sum(3**i for i in range(8)) == 3280
     assert iwae_stage(3279) == (7, 2186, 2187)
     assert learning_rate(1e-3, "iwae", 0) == 1e-3
     assert learning_rate(1e-3, "iwae", 3279) == pytest.approx(1e-4)

@@ -18,8 +18,16 @@ from vaelab.viz import PICTURES
 from vaelab.viz.explore import make_server
 
 CHROMIUM = os.environ.get("VAELAB_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TIMEOUT_MS = 20_000
 
 
@@ -40,8 +48,13 @@ def browser(tmp_path_factory):
         _missing("the playwright package is missing; pip install -e '.[dev]'")
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
-            args=FLAGS, viewport={"width": 1280, "height": 900}, timeout=60_000)
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1280, "height": 900},
+            timeout=60_000,
+        )
         context.set_default_timeout(TIMEOUT_MS)
         try:
             yield context
@@ -66,7 +79,9 @@ def test_report_in_chromium(tiny_run, page, tmp_path):
     page.goto(report.resolve().as_uri(), wait_until="load")
 
     images = page.eval_on_selector_all(
-        "img", "imgs => imgs.map(i => ({file: i.dataset.file, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight}))")
+        "img",
+        "imgs => imgs.map(i => ({file: i.dataset.file, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight}))",
+    )
     assert [i["file"] for i in images] == [f"{p}.png" for p in PICTURES]
     for img in images:
         assert img["complete"] and img["w"] > 0 and img["h"] > 0, img
@@ -100,9 +115,12 @@ def _decoded(page) -> tuple[str, bytes]:
 
 
 def _changed(page, before: str) -> None:
-    page.wait_for_function("b => { const i = document.getElementById('decoded'); "
-                           "return i.src !== b && i.complete && i.naturalWidth > 0; }", arg=before,
-                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "b => { const i = document.getElementById('decoded'); "
+        "return i.src !== b && i.complete && i.naturalWidth > 0; }",
+        arg=before,
+        timeout=TIMEOUT_MS,
+    )
 
 
 def test_explore_plane_in_chromium(tiny_run, page, tmp_path):
@@ -114,7 +132,7 @@ def test_explore_plane_in_chromium(tiny_run, page, tmp_path):
         src0, bytes0 = _decoded(page)
         assert bytes0[:4] == b"\x89PNG"
 
-        box = page.locator("#plane").bounding_box()                 # drag the point to the upper right
+        box = page.locator("#plane").bounding_box()  # drag the point to the upper right
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.mouse.down()
         page.mouse.move(box["x"] + box["width"] * 0.85, box["y"] + box["height"] * 0.2, steps=5)
@@ -123,9 +141,9 @@ def test_explore_plane_in_chromium(tiny_run, page, tmp_path):
         src1, bytes1 = _decoded(page)
         assert src1 != src0 and bytes1 != bytes0
         z1, z2 = map(float, page.get_attribute("#decoded", "data-query").removeprefix("z=").split(","))
-        assert z1 > 1.5 and z2 > 1.0                                 # right is +z1, up is +z2
+        assert z1 > 1.5 and z2 > 1.0  # right is +z1, up is +z2
 
-        page.focus("#plane")                                         # the keyboard moves it too
+        page.focus("#plane")  # the keyboard moves it too
         page.keyboard.press("ArrowLeft")
         _changed(page, src1)
         page.screenshot(path=str(tmp_path / "explore-plane.png"))
@@ -144,7 +162,7 @@ def test_explore_sliders_in_chromium(tiny_frey_run, page, tmp_path):
         assert sliders.count() == 5
         src0, bytes0 = _decoded(page)
         sliders.first.focus()
-        page.keyboard.press("End")                                   # the most active dimension to +3
+        page.keyboard.press("End")  # the most active dimension to +3
         _changed(page, src0)
         src1, bytes1 = _decoded(page)
         assert bytes1 != bytes0
@@ -160,6 +178,7 @@ def test_explore_class_selectors_in_chromium(page):
     import vaelab
     from vaelab.config import ModelConfig
     from vaelab.viz.explore import Explorer
+
     model = vaelab.VAE(ModelConfig(latent="categorical", categorical_dims=[4, 5], hidden=[16])).eval()
     server = make_server(Explorer(model), port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -12,12 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from vaelab.reproduce import (Citation, Metric, Protocol, all_protocols, find_records, get_protocol, markdown_table,
-                              read_record, register_protocol, reproduce)
-from vaelab.reproduce.figures import FIGURES, draw_bound_panels, draw_manifolds
-from vaelab.reproduce.protocol import PROTOCOLS
-
 from test_cli import assert_user_error, vaelab
+from vaelab.reproduce import (
+    FIGURES,
+    Citation,
+    Metric,
+    Protocol,
+    all_protocols,
+    get_protocol,
+    markdown_table,
+    read_record,
+    register_protocol,
+    reproduce,
+)
+from vaelab.reproduce.figures import draw_bound_panels, draw_manifolds
+from vaelab.reproduce.protocol import PROTOCOLS
 
 FREY = "aevb-fig2-frey-nz2"
 REPO = Path(__file__).resolve().parents[1]
@@ -76,8 +85,21 @@ def test_shortened_protocol_killed_and_continued(tmp_path, data_dir):
     assert not list(out.rglob("*.tmp"))
 
     record = json.loads((out / "reproduction.json").read_text())
-    assert {"protocol", "paper", "paper_value", "value", "values", "metric", "complete", "epochs_run",
-            "epochs_total", "wall_seconds", "machine", "vaelab_version", "command"} <= set(record)
+    assert {
+        "protocol",
+        "paper",
+        "paper_value",
+        "value",
+        "values",
+        "metric",
+        "complete",
+        "epochs_run",
+        "epochs_total",
+        "wall_seconds",
+        "machine",
+        "vaelab_version",
+        "command",
+    } <= set(record)
     assert record["complete"] is False and record["epochs_run"] == 40
     assert record["epochs_total"] == get_protocol(FREY).epochs
     assert record["paper"]["where"] == "Figure 2" and record["paper"]["year"] == 2014
@@ -89,8 +111,10 @@ def test_shortened_protocol_killed_and_continued(tmp_path, data_dir):
     assert record["curve"]["epoch"][-1] == 40 and record["curve"]["examples"][-1] == 40 * 1765
     # the row equals a fresh evaluation of the saved run
     import vaelab as v
-    assert v.evaluate(out / "seed-0", "test", device="cpu", data_dir=data_dir)["neg_elbo"] == \
-        pytest.approx(record["value"], rel=1e-6)
+
+    assert v.evaluate(out / "seed-0", "test", device="cpu", data_dir=data_dir)["neg_elbo"] == pytest.approx(
+        record["value"], rel=1e-6
+    )
 
     # the same command once more: nothing to train, the evaluation is cached, the row unchanged
     third = subprocess.run(cmd, capture_output=True, text=True, env=_env(data_dir), timeout=300)
@@ -104,8 +128,16 @@ def test_shortened_protocol_killed_and_continued(tmp_path, data_dir):
 
 
 def test_seeds_give_mean_sd_and_every_value(tmp_path, data_dir):
-    record = reproduce(FREY, tmp_path / "r", seeds=(0, 1), epochs=2, data_dir=data_dir, device="cpu",
-                       progress=False, log=lambda msg: None)
+    record = reproduce(
+        FREY,
+        tmp_path / "r",
+        seeds=(0, 1),
+        epochs=2,
+        data_dir=data_dir,
+        device="cpu",
+        progress=False,
+        log=lambda msg: None,
+    )
     assert record["seeds"] == [0, 1] and len(record["values"]) == 2
     assert record["values"][0] != record["values"][1]
     assert record["value"] == pytest.approx(sum(record["values"]) / 2)
@@ -117,23 +149,33 @@ def test_seeds_give_mean_sd_and_every_value(tmp_path, data_dir):
 @pytest.fixture
 def tiny_protocol():
     """A protocol registered from outside vaelab: a small MNIST model whose row is an nll."""
-    p = register_protocol(Protocol(
-        "test-tiny-nll", Citation("A. Author, B. Author, C. Author", 2020, "A test", "Table 9", "tiny", "k = 20"),
-        150.0, Metric("nll", "test", k=20), "pytorch-examples",
-        overrides={"model": {"hidden": [32], "latent_dim": 4}, "train": {"epochs": 2, "batch_size": 1000}},
-        also=(Metric("neg_elbo"),), cpu_seconds_per_epoch=1.0, notes="for tests"))
+    p = register_protocol(
+        Protocol(
+            "test-tiny-nll",
+            Citation("A. Author, B. Author, C. Author", 2020, "A test", "Table 9", "tiny", "k = 20"),
+            150.0,
+            Metric("nll", "test", k=20),
+            "pytorch-examples",
+            overrides={"model": {"hidden": [32], "latent_dim": 4}, "train": {"epochs": 2, "batch_size": 1000}},
+            also=(Metric("neg_elbo"),),
+            cpu_seconds_per_epoch=1.0,
+            notes="for tests",
+        )
+    )
     yield p
     PROTOCOLS.pop(p.name)
 
 
 def test_nll_row_is_the_importance_sampled_bound(tmp_path, data_dir, tiny_protocol):
-    record = reproduce(tiny_protocol.name, tmp_path / "t", data_dir=data_dir, device="cpu", progress=False,
-                       log=lambda msg: None)
+    record = reproduce(
+        tiny_protocol.name, tmp_path / "t", data_dir=data_dir, device="cpu", progress=False, log=lambda msg: None
+    )
     assert record["complete"] is True and record["epochs_run"] == 2
     assert record["metric"]["description"] == "nll (k = 20, test)"
     nll, neg_elbo = record["value"], record["also"]["neg_elbo_test"]["value"]
-    assert nll < neg_elbo   # L_20 is a tighter bound than the ELBO
+    assert nll < neg_elbo  # L_20 is a tighter bound than the ELBO
     import vaelab as v
+
     again = v.evaluate(tmp_path / "t" / "seed-0", "test", iw_samples=20, device="cpu", data_dir=data_dir)
     assert again["nll"] == pytest.approx(nll, rel=1e-9)
     assert "Author et al. 2020, Table 9" in tiny_protocol.citation.short()
@@ -156,8 +198,9 @@ def test_user_errors_are_one_line(tmp_path, data_dir):
     # a directory of another protocol
     theirs = tmp_path / "theirs"
     theirs.mkdir()
-    (theirs / "reproduction.json").write_text(json.dumps({"format": "vaelab-reproduction-1",
-                                                          "protocol": "iwae-vae-1layer"}))
+    (theirs / "reproduction.json").write_text(
+        json.dumps({"format": "vaelab-reproduction-1", "protocol": "iwae-vae-1layer"})
+    )
     assert_user_error(vaelab("reproduce", FREY, "--out", theirs, data_dir=data_dir), "iwae-vae-1layer")
     assert_user_error(vaelab("reproduce", "--table", tmp_path / "missing"), "does not exist")
     assert (other / "notes.txt").read_text() == "mine"
@@ -166,14 +209,14 @@ def test_user_errors_are_one_line(tmp_path, data_dir):
 def test_two_processes_cannot_share_a_reproduction(tmp_path, data_dir):
     from vaelab.errors import VaelabError
     from vaelab.runs import exclusive
+
     out = tmp_path / "busy"
     out.mkdir()
     with exclusive(out, "test"):
         proc = vaelab("reproduce", FREY, "--epochs", "1", "--out", out, data_dir=data_dir)
         assert_user_error(proc, "in use by another vaelab process", f"pid {os.getpid()}")
-        with pytest.raises(VaelabError):
-            with exclusive(out):
-                pass
+        with pytest.raises(VaelabError), exclusive(out):
+            pass
     with exclusive(out):  # released by the first holder
         pass
 
@@ -184,16 +227,19 @@ def test_figures_draw_from_shortened_members(tmp_path, data_dir):
         dirs[name] = tmp_path / name
         reproduce(name, dirs[name], epochs=3, data_dir=data_dir, device="cpu", progress=False, log=lambda m: None)
     import matplotlib.image as mpimg
+
     png = mpimg.imread(draw_bound_panels(dirs, tmp_path / "fig2.png", title="test"))
     assert png.shape[0] > 200 and png.shape[1] > 400
-    png = mpimg.imread(draw_manifolds({"aevb-fig2-frey-nz2": dirs["aevb-fig2-frey-nz2"]}, tmp_path / "fig4.png",
-                                      title="test"))
+    png = mpimg.imread(
+        draw_manifolds({"aevb-fig2-frey-nz2": dirs["aevb-fig2-frey-nz2"]}, tmp_path / "fig4.png", title="test")
+    )
     assert png.shape[1] >= 10 * 20 * 2  # a 10 x 10 grid of 28 x 20 faces, each pixel drawn twice
 
 
 def test_readme_table_is_the_generated_one():
     """The README's reproduction table is `vaelab reproduce --table reproductions/`, never typed."""
     from vaelab.reproduce.table import README_END, README_START, readme_table
+
     readme = (REPO / "README.md").read_text()
     shown = readme.split(README_START, 1)[1].split(README_END, 1)[0].strip()
     assert shown == readme_table(REPO / "reproductions"), "regenerate with `make reproductions-table`"

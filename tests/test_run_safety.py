@@ -5,7 +5,6 @@ and runs that stop before their first checkpoint."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import signal
@@ -20,25 +19,30 @@ import torch
 from safetensors.torch import load_file
 
 import vaelab
+from test_cli import assert_user_error
+from test_cli import vaelab as vaelab_cli
 from vaelab import checkpoint as ckpt
 from vaelab.errors import VaelabError
 from vaelab.training import NonFiniteLoss, TrainingInterrupted
 
-from test_cli import assert_user_error, vaelab as vaelab_cli
-
 
 def _config(data_dir, epochs=1, **over):
-    o = {"data": {"dataset": "frey_face", "data_dir": data_dir},
-         "model": {"hidden": [32], "latent_dim": 2, "likelihood": "gaussian"},
-         "train": {"epochs": epochs, "batch_size": 100, "device": "cpu"}}
+    o = {
+        "data": {"dataset": "frey_face", "data_dir": data_dir},
+        "model": {"hidden": [32], "latent_dim": 2, "likelihood": "gaussian"},
+        "train": {"epochs": epochs, "batch_size": 100, "device": "cpu"},
+    }
     for section, values in over.items():
         o[section].update(values)
     return vaelab.build_config(overrides=o)
 
 
 def _files(run: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.iterdir())
-            if p.is_file() and p.name != ".lock"}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run.iterdir())
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def _quiet(msg):
@@ -58,22 +62,22 @@ def old_run(tmp_path, data_dir):
 def test_overwrite_that_fails_before_its_first_checkpoint_keeps_the_old_run(old_run, tmp_path, data_dir):
     before = _files(old_run)
     tiny = tmp_path / "two.npy"
-    np.save(tiny, np.zeros((2, 8, 8), np.uint8))   # too small a data set: found only when it is read
+    np.save(tiny, np.zeros((2, 8, 8), np.uint8))  # too small a data set: found only when it is read
     proc = vaelab_cli("train", "--dataset", f"npy:{tiny}", "--out", old_run, "--overwrite", data_dir=data_dir)
     assert_user_error(proc, "at least 3 are needed")
     assert _files(old_run) == before
-    with pytest.raises(NonFiniteLoss, match="no checkpoint was written"):   # diverges in its first epoch
+    with pytest.raises(NonFiniteLoss, match="no checkpoint was written"):  # diverges in its first epoch
         vaelab.train(_config(data_dir, 1, train={"lr": 1e30}), old_run, overwrite=True, progress=False, log=_quiet)
     assert _files(old_run) == before
     assert vaelab.load(old_run, device="cpu") is not None
-    assert not [p for p in old_run.parent.iterdir() if ".overwrite-" in p.name]   # no staging left behind
+    assert not [p for p in old_run.parent.iterdir() if ".overwrite-" in p.name]  # no staging left behind
 
 
 def test_overwrite_replaces_the_whole_run_once_the_new_one_has_a_checkpoint(old_run, data_dir):
     assert (old_run / "evaluation_test.json").is_file() and (old_run / "samples.png").is_file()
     vaelab.train(_config(data_dir, 1, model={"latent_dim": 3}), old_run, overwrite=True, progress=False, log=_quiet)
     names = {p.name for p in old_run.iterdir()}
-    assert "evaluation_test.json" not in names and "samples.png" not in names   # nothing of the old run is shown
+    assert "evaluation_test.json" not in names and "samples.png" not in names  # nothing of the old run is shown
     assert ckpt.load_config(old_run).model.latent_dim == 3
     assert [r["epoch"] for r in ckpt.read_metrics(old_run)] == [1]
     report = vaelab.api.report(old_run, device="cpu").read_text()
@@ -90,9 +94,30 @@ def test_a_report_never_shows_an_evaluation_of_other_weights(old_run, data_dir):
 def test_two_trainings_cannot_share_a_directory(tmp_path, data_dir):
     out = tmp_path / "busy"
     env = dict(os.environ, VAELAB_DATA_DIR=data_dir)
-    first = subprocess.Popen([sys.executable, "-m", "vaelab", "train", "--dataset", "frey_face", "--likelihood",
-                              "gaussian", "--hidden", "32", "--latent-dim", "2", "--epochs", "100000", "--out",
-                              str(out), "--no-progress"], stderr=subprocess.PIPE, text=True, env=env)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vaelab",
+            "train",
+            "--dataset",
+            "frey_face",
+            "--likelihood",
+            "gaussian",
+            "--hidden",
+            "32",
+            "--latent-dim",
+            "2",
+            "--epochs",
+            "100000",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = ""
         while "epoch   1" not in line:
@@ -118,33 +143,36 @@ def test_stopped_before_the_first_checkpoint_says_so_and_the_same_command_works(
     def double_ctrl_c(trainer):
         if trainer.step == 3:
             raise KeyboardInterrupt
+
     from vaelab import training
+
     original = training.Trainer.__init__
 
     def init(self, *a, **kw):
         original(self, *a, **kw)
         self.on_step = double_ctrl_c
+
     training.Trainer.__init__ = init
     try:
         with pytest.raises(TrainingInterrupted, match="before the first checkpoint was written"):
             vaelab.train(_config(data_dir, 2), out, progress=False, log=_quiet)
     finally:
         training.Trainer.__init__ = original
-    assert not out.exists()   # nothing half-made is left
-    vaelab.train(_config(data_dir, 1), out, progress=False, log=_quiet)   # the same command now works
+    assert not out.exists()  # nothing half-made is left
+    vaelab.train(_config(data_dir, 1), out, progress=False, log=_quiet)  # the same command now works
     assert [r["epoch"] for r in ckpt.read_metrics(out)] == [1]
 
 
 def test_a_run_killed_before_its_first_checkpoint_can_be_resumed_or_started_again(tmp_path, data_dir):
     out = tmp_path / "killed"
     out.mkdir()
-    ckpt.save_config(out, _config(data_dir, 2))    # what a kill -9 during epoch 1 leaves
+    ckpt.save_config(out, _config(data_dir, 2))  # what a kill -9 during epoch 1 leaves
     (out / ".model.safetensors.x1y2.tmp").write_bytes(b"half a file")
     logged = []
     vaelab.train(_config(data_dir, 2), out, resume=True, progress=False, log=logged.append)
     assert any("no checkpoint" in m and "from the beginning" in m for m in logged)
     assert [r["epoch"] for r in ckpt.read_metrics(out)] == [1, 2]
-    assert not list(out.glob("*.tmp"))   # a killed write's leftovers are removed when the run starts
+    assert not list(out.glob("*.tmp"))  # a killed write's leftovers are removed when the run starts
 
 
 def _fill(path: Path, leave: int) -> Path:
@@ -160,8 +188,13 @@ def small_disk(tmp_path):
     """A 16 MB tmpfs where the tests run as root (as CI does); elsewhere, a write that raises ENOSPC."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    if os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)],
-                                            capture_output=True).returncode == 0:
+    if (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True
+        ).returncode
+        == 0
+    ):
         yield mnt, True
         subprocess.run(["umount", "-l", str(mnt)], check=False)
     else:
@@ -179,12 +212,13 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_good_one(small_disk, dat
 
         def full(*a, **kw):
             raise OSError(errno.ENOSPC, "No space left on device")
+
         monkeypatch.setattr(ckpt, "save_file", full)
     with pytest.raises(VaelabError, match="the disk is full"):
         vaelab.train(_config(data_dir, 2), run, resume=True, progress=False, log=_quiet)
     after = _files(run)
-    assert after.pop("config.json") and before.pop("config.json")   # it now asks for 2 epochs, as told
-    assert after == before               # the last good checkpoint, whole: weights, resume state and metrics
+    assert after.pop("config.json") and before.pop("config.json")  # it now asks for 2 epochs, as told
+    assert after == before  # the last good checkpoint, whole: weights, resume state and metrics
     assert not list(run.glob("*.tmp"))
     if real:
         filler.unlink()
@@ -198,18 +232,36 @@ def test_kill_at_random_moments_then_resume_gives_the_uninterrupted_weights(tmp_
     """kill -9 at seeded random moments, resuming each time: the final weights are those of a run
     that was never interrupted, bit for bit."""
     env = dict(os.environ, VAELAB_DATA_DIR=data_dir, OMP_NUM_THREADS="1")
-    args = ["--dataset", "frey_face", "--likelihood", "gaussian", "--hidden", "32", "--latent-dim", "2",
-            "--batch-size", "50", "--epochs", "60", "--no-progress"]
+    args = [
+        "--dataset",
+        "frey_face",
+        "--likelihood",
+        "gaussian",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "2",
+        "--batch-size",
+        "50",
+        "--epochs",
+        "60",
+        "--no-progress",
+    ]
     straight = tmp_path / "straight"
     start = time.monotonic()
-    subprocess.run([sys.executable, "-m", "vaelab", "train", *args, "--out", str(straight)], env=env, check=True,
-                   capture_output=True, timeout=600)
-    duration = time.monotonic() - start   # start-up included: a kill lands anywhere in a process's life
+    subprocess.run(
+        [sys.executable, "-m", "vaelab", "train", *args, "--out", str(straight)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    duration = time.monotonic() - start  # start-up included: a kill lands anywhere in a process's life
     out = tmp_path / "killed"
     rng = random.Random(1234)
     kills = 0
     cmd = [sys.executable, "-m", "vaelab", "train", *args, "--out", str(out)]
-    for attempt in range(60):
+    for _ in range(60):
         proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=env)
         try:
             proc.wait(timeout=rng.uniform(0.25, 0.75) * duration)

@@ -13,9 +13,14 @@ from vaelab.errors import VaelabError
 def test_tensorboard_scalars_per_epoch(tmp_path, data_dir):
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    cfg = vaelab.build_config(overrides={
-        "data": {"dataset": "frey_face", "data_dir": data_dir}, "model": {"hidden": [16], "latent_dim": 2},
-        "train": {"epochs": 2, "batch_size": 500, "device": "cpu"}})
+
+    cfg = vaelab.build_config(
+        overrides={
+            "data": {"dataset": "frey_face", "data_dir": data_dir},
+            "model": {"hidden": [16], "latent_dim": 2},
+            "train": {"epochs": 2, "batch_size": 500, "device": "cpu"},
+        }
+    )
     run = vaelab.train(cfg, tmp_path / "tb", progress=False, log=lambda m: None, tensorboard=True)
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     for stream in ("train", "valid"):
@@ -29,6 +34,7 @@ def test_tensorboard_scalars_per_epoch(tmp_path, data_dir):
 
 def test_tensorboard_missing_is_one_line(tmp_path, monkeypatch, capsys):
     import importlib.util
+
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
     out = tmp_path / "never"
@@ -42,6 +48,12 @@ def test_tensorboard_missing_is_one_line(tmp_path, monkeypatch, capsys):
 
 def test_tensorboard_tags():
     from vaelab.tblog import scalars
+
     got = scalars({"epoch": 3, "step": 9, "train_neg_elbo": 100.0, "valid_kl": 5.0, "tau": 0.5, "eval_seconds": 1.0})
-    assert got == {("train", "step"): 9.0, ("train", "neg_elbo"): 100.0, ("valid", "kl"): 5.0,
-                   ("train", "tau"): 0.5, ("train", "eval_seconds"): 1.0}
+    assert got == {
+        ("train", "step"): 9.0,
+        ("train", "neg_elbo"): 100.0,
+        ("valid", "kl"): 5.0,
+        ("train", "tau"): 0.5,
+        ("train", "eval_seconds"): 1.0,
+    }

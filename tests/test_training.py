@@ -13,11 +13,13 @@ from vaelab.training import NonFiniteLoss, Trainer, TrainingInterrupted
 
 
 def small_config(data_dir, epochs=2, **train):
-    return build_config(overrides={
-        "data": {"dataset": "mnist", "binarize": "dynamic", "data_dir": data_dir},
-        "model": {"hidden": [64], "latent_dim": 8},
-        "train": {"epochs": epochs, "batch_size": 500, "device": "cpu", **train},
-    })
+    return build_config(
+        overrides={
+            "data": {"dataset": "mnist", "binarize": "dynamic", "data_dir": data_dir},
+            "model": {"hidden": [64], "latent_dim": 8},
+            "train": {"epochs": epochs, "batch_size": 500, "device": "cpu", **train},
+        }
+    )
 
 
 def weights(run):
@@ -58,6 +60,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, data_di
     def interrupt(t):
         if t.step == 130:
             t.stop_requested = True
+
     trainer.on_step = interrupt
     with pytest.raises(TrainingInterrupted):
         trainer.fit()
@@ -83,6 +86,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, data_dir
         if t.step == 105:
             with torch.no_grad():
                 next(t.model.parameters()).fill_(float("nan"))
+
     trainer.on_step = poison
     with pytest.raises(NonFiniteLoss, match="NaN or infinite"):
         trainer.fit()
@@ -99,8 +103,9 @@ def test_resume_refuses_changed_settings(tmp_path, data_dir):
 
 def test_bf16_autocast_keeps_densities_in_float32(tmp_path, data_dir):
     fp32 = ckpt.read_metrics(vaelab.train(small_config(data_dir, epochs=1), tmp_path / "fp32", progress=False))
-    bf16 = ckpt.read_metrics(vaelab.train(small_config(data_dir, epochs=1, precision="bf16"), tmp_path / "bf16",
-                                          progress=False))
+    bf16 = ckpt.read_metrics(
+        vaelab.train(small_config(data_dir, epochs=1, precision="bf16"), tmp_path / "bf16", progress=False)
+    )
     # bf16 networks, float32 likelihood and KL: the same learning curve to within a couple of nats
     assert bf16[0]["valid_neg_elbo"] == pytest.approx(fp32[0]["valid_neg_elbo"], abs=3)
     model = vaelab.load(tmp_path / "bf16", device="cpu")
@@ -111,8 +116,11 @@ def test_bf16_autocast_keeps_densities_in_float32(tmp_path, data_dir):
 
 def test_fp16_needs_a_gpu(tmp_path, data_dir):
     if torch.cuda.is_available():  # with a gradient scaler, fp16 learns like fp32 on a GPU
-        history = ckpt.read_metrics(vaelab.train(small_config(data_dir, epochs=1, precision="fp16", device="cuda"),
-                                                 tmp_path / "fp16", progress=False))
+        history = ckpt.read_metrics(
+            vaelab.train(
+                small_config(data_dir, epochs=1, precision="fp16", device="cuda"), tmp_path / "fp16", progress=False
+            )
+        )
         assert history[0]["valid_neg_elbo"] < 250
         return
     with pytest.raises(vaelab.VaelabError, match="bf16"):
@@ -123,8 +131,9 @@ def test_compile_trains_like_eager(tmp_path, data_dir):
     eager = ckpt.read_metrics(vaelab.train(small_config(data_dir, epochs=1), tmp_path / "eager", progress=False))
     logs = []
     (tmp_path / "compiled").mkdir()
-    compiled = Trainer(small_config(data_dir, epochs=1, compile=True), tmp_path / "compiled", progress=False,
-                       log=logs.append)
+    compiled = Trainer(
+        small_config(data_dir, epochs=1, compile=True), tmp_path / "compiled", progress=False, log=logs.append
+    )
     history = compiled.fit()
     # either it compiled, or it said why not and trained eagerly: both must learn the same
     assert compiled.step_fn.works is True or any("--compile failed" in m for m in logs)
@@ -146,6 +155,7 @@ def test_cuda_graph_step_wrapper_matches_eager_on_cpu():
     """The wrapper's own logic (reduce-overhead mode, a step boundary before each call) on a
     CPU, where inductor compiles without recording graphs: same outputs as the eager module."""
     from vaelab.training import _CompiledOrEager
+
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
     logs = []

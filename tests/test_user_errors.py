@@ -22,17 +22,21 @@ import pytest
 
 from test_cli import assert_user_error, vaelab
 
-RUN = "{run}"        # placeholders filled per test: the shared tiny run and a scratch folder
+RUN = "{run}"  # placeholders filled per test: the shared tiny run and a scratch folder
 TMP = "{tmp}"
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def run_cli(capsys, args) -> tuple[int, str, str]:
     from vaelab.cli import main
+
     try:
         code = main([str(a) for a in args])
     except SystemExit as e:
@@ -83,6 +87,7 @@ def scratch(tmp_path_factory, data_dir):
 
 def _png(path: Path, size=(8, 8)) -> None:
     from PIL import Image
+
     Image.fromarray(np.full(size, 128, np.uint8)).save(path)
 
 
@@ -108,9 +113,9 @@ BAD = [
     (["train", "--optimizer", "sgd9"], "unknown choice 'sgd9'"),
     (["train", "--binarize", "sometimes"], "invalid choice"),
     (["train", "--no-such-flag"], "unrecognized arguments"),
-    (["train", "--hard"], "needs --latent categorical"),
+    (["train", "--hard"], "needs a latent trained through a relaxation"),
     (["train", "--watch", "valid", "--full-train"], "would watch images the model trains on"),
-    (["train", "--output-bias", "data-mean", "--model", "conv"], "only --model mlp"),
+    (["train", "--output-bias", "data-mean", "--model", "conv"], "one output bias per pixel"),
     (["train", "--baseline", "learned"], "control variate"),
     # sizes that cannot fit: said before anything is allocated
     (["train", "--latent-dim", "100000000"], "needs about"),
@@ -180,8 +185,9 @@ BAD = [
 
 
 @pytest.mark.parametrize("args, fragment", BAD, ids=[f"{i}-{' '.join(a[:3])}" for i, (a, _) in enumerate(BAD)])
-def test_bad_input_is_one_line_and_changes_no_run(args, fragment, tiny_run, scratch, data_dir, capsys,
-                                                  monkeypatch, tmp_path):
+def test_bad_input_is_one_line_and_changes_no_run(
+    args, fragment, tiny_run, scratch, data_dir, capsys, monkeypatch, tmp_path
+):
     monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
     monkeypatch.chdir(tmp_path)
     args = [a.replace(RUN, str(tiny_run)).replace(TMP, str(scratch)) for a in args]
@@ -197,11 +203,23 @@ def test_bad_input_is_one_line_and_changes_no_run(args, fragment, tiny_run, scra
 
 def test_the_table_is_large_enough():
     assert len(BAD) >= 60
-    assert {a[0] for a, _ in BAD} >= {"train", "evaluate", "sample", "reconstruct", "encode", "plot", "report",
-                                     "explore", "gradvar", "data", "reproduce"}
+    assert {a[0] for a, _ in BAD} >= {
+        "train",
+        "evaluate",
+        "sample",
+        "reconstruct",
+        "encode",
+        "plot",
+        "report",
+        "explore",
+        "gradvar",
+        "data",
+        "reproduce",
+    }
 
 
 # -- damaged run files -----------------------------------------------------------------------
+
 
 def _copy(run: Path, dest: Path) -> Path:
     shutil.copytree(run, dest, ignore=shutil.ignore_patterns(".lock"))
@@ -217,9 +235,10 @@ def _edit_config(run: Path, section: str, key: str, value) -> None:
 def _rewrite_safetensors(path: Path, edit) -> None:
     from safetensors import safe_open
     from safetensors.torch import save_file
+
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has keys(), no __iter__
     tensors, meta = edit(tensors, meta)
     save_file(tensors, str(path), metadata=meta)
 
@@ -232,6 +251,7 @@ def _damage_resume_state(tensors, meta):
 
 def _wrong_optimizer_shape(tensors, meta):
     import torch
+
     key = next(k for k in tensors if k.startswith("optim/") and k.endswith("exp_avg"))
     tensors[key] = torch.zeros(tensors[key].numel() + 1)
     return tensors, meta
@@ -242,25 +262,55 @@ DAMAGED = [
     ("config dataset list", lambda r: _edit_config(r, "data", "dataset", ["x"]), ["plot"], "data.dataset must be text"),
     ("config lr text", lambda r: _edit_config(r, "train", "lr", "fast"), ["report"], "train.lr must be a number"),
     ("config not JSON", lambda r: (r / "config.json").write_text("{"), ["evaluate"], "config.json is damaged"),
-    ("weights metadata", lambda r: _rewrite_safetensors(r / "model.safetensors", lambda t, m: (t, {"vaelab": "{"})),
-     ["evaluate"], "metadata that vaelab did not write"),
-    ("weights metadata list", lambda r: _rewrite_safetensors(r / "model.safetensors", lambda t, m: (t, {"vaelab": "[1]"})),
-     ["sample"], "metadata that vaelab did not write"),
-    ("weights truncated", lambda r: (r / "model.safetensors").write_bytes((r / "model.safetensors").read_bytes()[:100]),
-     ["sample"], "damaged or not a safetensors file"),
-    ("resume state keys", lambda r: _rewrite_safetensors(r / "resume.safetensors", _damage_resume_state),
-     ["train", "--resume", "{run}", "--epochs", "2"], "position in training"),
-    ("optimizer shape", lambda r: _rewrite_safetensors(r / "resume.safetensors", _wrong_optimizer_shape),
-     ["train", "--resume", "{run}", "--epochs", "2"], "its parameter needs"),
-    ("metrics not records", lambda r: (r / "metrics.jsonl").write_text("5\n"), ["plot", "--what", "curves"],
-     "not a metrics record"),
-    ("metrics not JSON", lambda r: (r / "metrics.jsonl").write_text("{epoch\n"), ["report"], "metrics.jsonl is damaged"),
+    (
+        "weights metadata",
+        lambda r: _rewrite_safetensors(r / "model.safetensors", lambda t, m: (t, {"vaelab": "{"})),
+        ["evaluate"],
+        "metadata that vaelab did not write",
+    ),
+    (
+        "weights metadata list",
+        lambda r: _rewrite_safetensors(r / "model.safetensors", lambda t, m: (t, {"vaelab": "[1]"})),
+        ["sample"],
+        "metadata that vaelab did not write",
+    ),
+    (
+        "weights truncated",
+        lambda r: (r / "model.safetensors").write_bytes((r / "model.safetensors").read_bytes()[:100]),
+        ["sample"],
+        "damaged or not a safetensors file",
+    ),
+    (
+        "resume state keys",
+        lambda r: _rewrite_safetensors(r / "resume.safetensors", _damage_resume_state),
+        ["train", "--resume", "{run}", "--epochs", "2"],
+        "position in training",
+    ),
+    (
+        "optimizer shape",
+        lambda r: _rewrite_safetensors(r / "resume.safetensors", _wrong_optimizer_shape),
+        ["train", "--resume", "{run}", "--epochs", "2"],
+        "its parameter needs",
+    ),
+    (
+        "metrics not records",
+        lambda r: (r / "metrics.jsonl").write_text("5\n"),
+        ["plot", "--what", "curves"],
+        "not a metrics record",
+    ),
+    (
+        "metrics not JSON",
+        lambda r: (r / "metrics.jsonl").write_text("{epoch\n"),
+        ["report"],
+        "metrics.jsonl is damaged",
+    ),
 ]
 
 
 @pytest.mark.parametrize("what, damage, command, fragment", DAMAGED, ids=[d[0] for d in DAMAGED])
-def test_damaged_run_files_are_named(what, damage, command, fragment, tiny_run, tmp_path, data_dir, capsys,
-                                     monkeypatch):
+def test_damaged_run_files_are_named(
+    what, damage, command, fragment, tiny_run, tmp_path, data_dir, capsys, monkeypatch
+):
     monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
     run = _copy(tiny_run, tmp_path / "run")
     damage(run)
@@ -273,11 +323,17 @@ def test_damaged_run_files_are_named(what, damage, command, fragment, tiny_run, 
 
 def test_data_changed_after_training_is_named(tmp_path, data_dir, capsys, monkeypatch):
     import vaelab
+
     monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
     data = tmp_path / "faces.npy"
     np.save(data, np.random.default_rng(0).integers(0, 255, (40, 12, 10), dtype=np.uint8))
-    cfg = vaelab.build_config(overrides={"data": {"dataset": f"npy:{data}"}, "model": {"hidden": [16], "latent_dim": 2},
-                                         "train": {"epochs": 1, "batch_size": 10, "device": "cpu"}})
+    cfg = vaelab.build_config(
+        overrides={
+            "data": {"dataset": f"npy:{data}"},
+            "model": {"hidden": [16], "latent_dim": 2},
+            "train": {"epochs": 1, "batch_size": 10, "device": "cpu"},
+        }
+    )
     run = vaelab.train(cfg, tmp_path / "run", progress=False, log=lambda m: None)
     np.save(data, np.random.default_rng(0).integers(0, 255, (40, 14, 10), dtype=np.uint8))
     for command in (["evaluate", run], ["reconstruct", run], ["train", "--resume", run, "--epochs", "2"]):
@@ -290,6 +346,7 @@ def test_data_changed_after_training_is_named(tmp_path, data_dir, capsys, monkey
 
 # -- the console script, pipes, the explorer, internal errors ---------------------------------
 
+
 def test_console_script_follows_the_same_rule(tiny_run, scratch, data_dir):
     assert_user_error(vaelab("train", "--hidden", "500,,", "--out", scratch / "x"), "empty entry")
     assert_user_error(vaelab("sample", tiny_run, "-n", "-1"), "-n must be between")
@@ -298,10 +355,11 @@ def test_console_script_follows_the_same_rule(tiny_run, scratch, data_dir):
 
 def test_a_closed_pipe_is_no_traceback(data_dir):
     env = dict(os.environ, VAELAB_DATA_DIR=data_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "vaelab", "reproduce", "--list"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", "reproduce", "--list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
     proc.stdout.read(10)
-    proc.stdout.close()   # `| head -c 10`: the reader is gone before vaelab has written everything
+    proc.stdout.close()  # `| head -c 10`: the reader is gone before vaelab has written everything
     err = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipe" not in err, err
@@ -312,6 +370,7 @@ def test_explore_ignores_a_browser_that_resets_its_connection(tiny_run, capsys):
 
     import vaelab
     from vaelab.viz.explore import make_server
+
     server = make_server(vaelab.api.explorer(tiny_run, device="cpu"), 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -320,7 +379,7 @@ def test_explore_ignores_a_browser_that_resets_its_connection(tiny_run, capsys):
             s = socket.create_connection(server.server_address[:2])
             s.sendall(f"GET /decode?z=0,0 HTTP/1.1\r\nHost: 127.0.0.1:{server.server_address[1]}\r\n\r\n".encode())
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            s.close()   # a reset, not a polite close
+            s.close()  # a reset, not a polite close
         try:  # and the failure path itself: a reset while replying is swallowed, quietly
             raise ConnectionResetError(104, "Connection reset by peer")
         except ConnectionResetError:
@@ -336,6 +395,7 @@ def test_an_internal_error_keeps_its_traceback_and_asks_for_a_report(capsys, mon
 
     def broken(args):
         raise RuntimeError("a bug")
+
     monkeypatch.setitem(cli.COMMANDS, "data", broken)
     code, _, err = run_cli(capsys, ["data", "list"])
     assert code == 1

@@ -43,15 +43,16 @@ def assert_picture(path, shape):
 
 # -- the latent points ----------------------------------------------------------------------------
 
+
 def test_manifold_grid_is_the_prior_inverse_cdf():
     n = 20
     z = L.manifold_grid(n).reshape(n, n, 2)
     u = (np.arange(n) + 0.5) / n
     expected = torch.special.ndtri(torch.tensor(u, dtype=torch.float64)).float()
     for r in range(n):
-        torch.testing.assert_close(z[r, :, 0], expected)          # z1 grows to the right ...
+        torch.testing.assert_close(z[r, :, 0], expected)  # z1 grows to the right ...
         torch.testing.assert_close(z[:, r, 1], expected.flip(0))  # ... z2 grows upwards
-    assert 0 < u.min() and u.max() < 1
+    assert u.min() > 0 and u.max() < 1
     torch.testing.assert_close(z[0, 0], torch.tensor([-1.959964, 1.959964]))  # Phi^-1(0.025) = -1.96
 
 
@@ -94,7 +95,7 @@ def test_pca_matches_numpy():
     _, s, vt = np.linalg.svd(xc, full_matrices=False)
     ref = xc @ vt[:2].T
     np.testing.assert_allclose(np.abs(coords.numpy()), np.abs(ref), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(explained.numpy(), s[:2] ** 2 / (s ** 2).sum(), rtol=1e-8)
+    np.testing.assert_allclose(explained.numpy(), s[:2] ** 2 / (s**2).sum(), rtol=1e-8)
 
 
 def test_categorical_codes_and_usage():
@@ -114,10 +115,12 @@ def test_categorical_codes_and_usage():
 
 # -- vaelab plot --------------------------------------------------------------------------------
 
+
 def test_plot_writes_every_picture(tiny_run, data_dir):
     env = {**os.environ, "VAELAB_DATA_DIR": data_dir}
-    proc = subprocess.run([sys.executable, "-m", "vaelab", "plot", str(tiny_run)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vaelab", "plot", str(tiny_run)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(tiny_run / f"{p}.png") for p in vaelab.viz.PICTURES]
     # sizes follow from the layout: 28x28 MNIST cells, 2 px padding, every pixel doubled
@@ -153,15 +156,18 @@ def test_more_dimensions_and_unlabelled_data(tiny_frey_run):
     assert [p.name for p in paths] == [f"{p}.png" for p in vaelab.viz.PICTURES]
     # Frey Face is 28x20: 5 traversal rows of 11 steps
     assert_picture(tiny_frey_run / "manifold.png", (36 + 2 * (5 * 30 + 2) + 58, 110 + 2 * (11 * 22 + 2) + 16))
-    assert_picture(tiny_frey_run / "latents.png", (640, 700))   # no legend column
+    assert_picture(tiny_frey_run / "latents.png", (640, 700))  # no legend column
     assert_picture(tiny_frey_run / "samples.png", (36 + 30 + 2 * (8 * 30 + 2) + 16, 16 + 4 * (8 * 22 + 2) + 32 + 16))
 
 
 def test_categorical_pictures(tmp_path, data_dir):
-    cfg = vaelab.build_config(overrides={
-        "data": {"dataset": "frey_face", "data_dir": data_dir},
-        "model": {"hidden": [32], "latent": "categorical", "categorical_dims": [3, 4], "likelihood": "gaussian"},
-        "train": {"epochs": 1, "batch_size": 500, "device": "cpu"}})
+    cfg = vaelab.build_config(
+        overrides={
+            "data": {"dataset": "frey_face", "data_dir": data_dir},
+            "model": {"hidden": [32], "latent": "categorical", "categorical_dims": [3, 4], "likelihood": "gaussian"},
+            "train": {"epochs": 1, "batch_size": 500, "device": "cpu"},
+        }
+    )
     run = vaelab.train(cfg, tmp_path / "cat", progress=False, log=lambda m: None)
     model = vaelab.load(run, "cpu")
     assert L.latent_view(model) == L.LatentView("categorical", 12, 3, 4)
@@ -173,6 +179,7 @@ def test_categorical_pictures(tmp_path, data_dir):
 
 
 # -- vaelab evaluate keeps its result; vaelab report ----------------------------------------------
+
 
 class TableReader(HTMLParser):
     """Cells of every table: {table id: [[(data-key, data-value, text), ...] per row]}, and img srcs."""
@@ -210,10 +217,15 @@ class TableReader(HTMLParser):
 
 def test_report_holds_the_runs_numbers(tiny_run, data_dir):
     env = {**os.environ, "VAELAB_DATA_DIR": data_dir}
-    proc = subprocess.run([sys.executable, "-m", "vaelab", "evaluate", str(tiny_run), "--json"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vaelab", "evaluate", str(tiny_run), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)                         # stdout: the result only, as before
+    result = json.loads(proc.stdout)  # stdout: the result only, as before
     saved = json.loads((tiny_run / "evaluation_test.json").read_text())
     assert {k: saved[k] for k in result} == result and saved["samples"] == 1 and saved["seed"] == 0
 
@@ -228,11 +240,11 @@ def test_report_holds_the_runs_numbers(tiny_run, data_dir):
     assert len(rows) == len(history)
     for row, record in zip(rows, history):
         cells = {key: (json.loads(value), text) for key, value, text in row}
-        assert {k for k in cells} == set(record)
+        assert set(cells) == set(record)
         for key, value in record.items():
-            assert cells[key][0] == value                        # the exact number ...
+            assert cells[key][0] == value  # the exact number ...
             if key.endswith(("neg_elbo", "_rec", "_kl")):
-                assert cells[key][1] == f"{value:.2f}"           # ... shown with two decimals
+                assert cells[key][1] == f"{value:.2f}"  # ... shown with two decimals
     evaluation = {key: json.loads(value) for row in reader.tables["evaluation"] for key, value, _ in row if key}
     assert evaluation["neg_elbo"] == result["neg_elbo"] and evaluation["active_units"] == result["active_units"]
     assert f"{history[-1]['valid_neg_elbo']:.2f}" in html
@@ -256,6 +268,7 @@ def test_report_redraws_missing_pictures(tiny_frey_run):
 
 # -- vaelab explore: the server (the page itself is tested in a browser) --------------------------
 
+
 def _get(url, host=None):
     req = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
@@ -267,8 +280,13 @@ def _get(url, host=None):
 
 def test_explore_cli_serves_on_loopback_and_stops_on_ctrl_c(tiny_run, data_dir):
     env = {**os.environ, "VAELAB_DATA_DIR": data_dir}
-    proc = subprocess.Popen([sys.executable, "-m", "vaelab", "explore", str(tiny_run), "--port", "0",
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vaelab", "explore", str(tiny_run), "--port", "0", "--device", "cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = []
         reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
@@ -281,14 +299,14 @@ def test_explore_cli_serves_on_loopback_and_stops_on_ctrl_c(tiny_run, data_dir):
         assert status == 200 and "text/html" in ctype and b"vaelab explore" in body
         status, _, body = _get(url + "info")
         info = json.loads(body)
-        assert info["kind"] == "gaussian" and info["dim"] == 2 and info["shape"] == [1, 28, 28]
+        assert info["kind"] == "continuous" and info["dim"] == 2 and info["shape"] == [1, 28, 28]
         assert len(info["points"]) == len(info["labels"]) == 2000
         a, b = _get(url + "decode?z=-1.5,0"), _get(url + "decode?z=1.5,0.5")
         assert a[0] == b[0] == 200 and a[1] == "image/png" and a[2][:8] == PNG and a[2] != b[2]
         assert _get(url + "decode?z=1,2,3")[0] == 400
         assert _get(url + "decode?z=nan,0")[0] == 400
         assert _get(url + "nothing")[0] == 404
-        assert _get(url, host="evil.example:80")[0] == 403                # DNS rebinding
+        assert _get(url, host="evil.example:80")[0] == 403  # DNS rebinding
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -302,6 +320,7 @@ def test_explore_cli_serves_on_loopback_and_stops_on_ctrl_c(tiny_run, data_dir):
 
 def test_explore_port_in_use_is_one_line(tiny_run, capsys):
     import socket
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -314,6 +333,7 @@ def test_explore_port_in_use_is_one_line(tiny_run, capsys):
 def test_explore_decodes_categorical_classes(tmp_path):
     from vaelab.config import ModelConfig
     from vaelab.viz.explore import Explorer
+
     model = vaelab.VAE(ModelConfig(latent="categorical", categorical_dims=[3, 4], hidden=[16])).eval()
     ex = Explorer(model)
     assert ex.info["kind"] == "categorical" and ex.info["n_vars"] == 3 and ex.info["n_classes"] == 4

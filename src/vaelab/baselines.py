@@ -19,11 +19,16 @@ import math
 import torch
 from torch import nn
 
+from .registry import BASELINES
+
 
 class MovingAverageBaseline(nn.Module):
     """b = an exponential moving average of the batch-mean learning signal, one number for all
     examples. The first batch initialises it to its own mean; after that each batch uses the
     average of the batches before it, then updates it: avg <- decay avg + (1 - decay) mean(f)."""
+
+    average: torch.Tensor
+    updates: torch.Tensor
 
     def __init__(self, input_shape, decay: float = 0.99):
         super().__init__()
@@ -64,10 +69,13 @@ class LearnedBaseline(nn.Module):
     def __init__(self, input_shape, hidden: int = 100, decay: float = 0.99):
         super().__init__()
         self.average = MovingAverageBaseline(input_shape, decay)
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), hidden), nn.Tanh(),
-                                 nn.Linear(hidden, 1))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(math.prod(input_shape), hidden), nn.Tanh(), nn.Linear(hidden, 1)
+        )
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor, signal: torch.Tensor):
         """signal (B,) -> baseline (B,) and the regression loss mean((f - b(x))^2) that trains h."""
@@ -78,4 +86,5 @@ class LearnedBaseline(nn.Module):
         return b.detach(), loss
 
 
-BASELINES = {"moving-average": MovingAverageBaseline, "learned": LearnedBaseline}
+BASELINES.add("moving-average", MovingAverageBaseline)
+BASELINES.add("learned", LearnedBaseline)

@@ -16,8 +16,8 @@ import errno
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors import SafetensorError
@@ -61,7 +61,7 @@ def atomic_write_all(writes: list[tuple[Path, Callable[[str], None]]]) -> None:
             Path(tmp).unlink(missing_ok=True)
         if e.errno is None:
             raise  # not the file system's answer (an OSError a library raised for something else)
-        raise _write_error(path, e) from None
+        raise _write_error(path or Path("."), e) from None
     except BaseException:
         for tmp, _ in done:
             Path(tmp).unlink(missing_ok=True)
@@ -71,6 +71,7 @@ def atomic_write_all(writes: list[tuple[Path, Callable[[str], None]]]) -> None:
 def _save_tensors(tensors: dict, path: str, metadata: dict) -> None:
     """safetensors' save_file, with its I/O failures (a full disk) raised as the OSError they are."""
     import re
+
     try:
         save_file(tensors, path, metadata=metadata)
     except SafetensorError as e:
@@ -91,12 +92,17 @@ def make_parent(path: str | Path) -> Path:
 
 
 def _write_error(path: Path, e: OSError) -> VaelabError:
-    why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-           errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder",
-           errno.ENOENT: "its folder does not exist", errno.EISDIR: "it is a folder"}.get(e.errno, e.strerror or str(e))
-    fix = "free some space and run it again" if e.errno in (errno.ENOSPC, errno.EDQUOT) else \
-        "choose another path"
+    why = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.ENOENT: "its folder does not exist",
+        errno.EISDIR: "it is a folder",
+    }.get(e.errno or 0, e.strerror or str(e))
+    fix = "free some space and run it again" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "choose another path"
     return VaelabError(f"cannot write {path}: {why}; {fix} (anything already there is unchanged)")
 
 
@@ -126,6 +132,7 @@ def load_config(run_dir: str | Path) -> Config:
 
 def _read_safetensors(path: Path):
     from safetensors import safe_open
+
     if not path.is_file():
         raise VaelabError(f"{path} is missing; the run has no saved weights yet (train it, or resume it)")
     try:
@@ -133,8 +140,9 @@ def _read_safetensors(path: Path):
             meta = f.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise VaelabError(f"{path} is damaged or not a safetensors file ({e}); "
-                          "retrain, or resume from a good copy") from None
+        raise VaelabError(
+            f"{path} is damaged or not a safetensors file ({e}); retrain, or resume from a good copy"
+        ) from None
     return tensors, _vaelab_metadata(meta, path)
 
 
@@ -155,10 +163,17 @@ def _check_state_dict(model: VAE, tensors: dict, path: Path) -> None:
     if expected != got:
         missing = sorted(set(expected) - set(got))
         wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-        detail = f"missing {missing[:3]}" if missing else f"shape differs for {wrong[:3]}" if wrong else \
-            f"unexpected {sorted(set(got) - set(expected))[:3]}"
-        raise VaelabError(f"{path} holds weights of a different model than {CONFIG} describes ({detail}); "
-                          "was the file copied from another run?")
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"shape differs for {wrong[:3]}"
+            if wrong
+            else f"unexpected {sorted(set(got) - set(expected))[:3]}"
+        )
+        raise VaelabError(
+            f"{path} holds weights of a different model than {CONFIG} describes ({detail}); "
+            "was the file copied from another run?"
+        )
 
 
 def _weights_write(run_dir: Path, model: VAE, info: dict):
@@ -169,6 +184,7 @@ def _weights_write(run_dir: Path, model: VAE, info: dict):
 def weights_info(run_dir: str | Path) -> dict:
     """The metadata saved with the weights ({"epoch", "step"}), read without loading them."""
     from safetensors import safe_open
+
     path = Path(run_dir) / WEIGHTS
     if not path.is_file():
         raise VaelabError(f"{path} is missing; the run has no saved weights yet (train it, or resume it)")
@@ -176,7 +192,9 @@ def weights_info(run_dir: str | Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        raise VaelabError(f"{path} is damaged or not a safetensors file ({e}); retrain, or resume from a good copy") from None
+        raise VaelabError(
+            f"{path} is damaged or not a safetensors file ({e}); retrain, or resume from a good copy"
+        ) from None
     return _vaelab_metadata(meta, path)
 
 
@@ -199,16 +217,28 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
 
 # -- resume state: optimizer state flattened into tensors + JSON, no pickle ---------------------
 
-def save_checkpoint(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer, state: dict,
-                    tensors: dict[str, torch.Tensor], history: list[dict]) -> None:
+
+def save_checkpoint(
+    run_dir: Path,
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    state: dict,
+    tensors: dict[str, torch.Tensor],
+    history: list[dict],
+) -> None:
     """The resume state, the weights and the metrics, written as one (atomic_write_all)."""
-    atomic_write_all([_resume_write(run_dir, model, optimizer, state, tensors),
-                      _weights_write(run_dir, model, {"epoch": state["epoch"], "step": state["step"]}),
-                      _metrics_write(run_dir, history)])
+    atomic_write_all(
+        [
+            _resume_write(run_dir, model, optimizer, state, tensors),
+            _weights_write(run_dir, model, {"epoch": state["epoch"], "step": state["step"]}),
+            _metrics_write(run_dir, history),
+        ]
+    )
 
 
-def _resume_write(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer, state: dict,
-                  tensors: dict[str, torch.Tensor]):
+def _resume_write(
+    run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer, state: dict, tensors: dict[str, torch.Tensor]
+):
     """`state` is JSON-able (epoch, step, history...), `tensors` are extra tensors (rng, perm)."""
     out = {f"model/{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     opt_sd = optimizer.state_dict()
@@ -230,7 +260,7 @@ def load_resume(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer):
     damaged file is refused, never trained on."""
     path = Path(run_dir) / RESUME
     tensors, meta = _read_safetensors(path)
-    damaged = lambda what: VaelabError(f"{path} is damaged ({what}); resume from a good copy or retrain")  # noqa: E731
+    damaged = lambda what: VaelabError(f"{path} is damaged ({what}); resume from a good copy or retrain")
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
     _check_state_dict(model, weights, path)
     state = meta.get("state")
@@ -238,8 +268,12 @@ def load_resume(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer):
     if not isinstance(state, dict) or any(not isinstance(state.get(k), int) or state[k] < 0 for k in ints):
         raise damaged(f"its position in training ({', '.join(ints)}) is missing or not counts")
     sums, history = state.get("sums"), state.get("history")
-    if not (isinstance(sums, dict) and isinstance(sums.get("terms"), dict) and isinstance(sums.get("n"), int)
-            and isinstance(sums.get("seconds"), (int, float))):
+    if not (
+        isinstance(sums, dict)
+        and isinstance(sums.get("terms"), dict)
+        and isinstance(sums.get("n"), int)
+        and isinstance(sums.get("seconds"), (int, float))
+    ):
         raise damaged("the running sums of the epoch are missing")
     if not isinstance(history, list) or any(not isinstance(r, dict) or "epoch" not in r for r in history):
         raise damaged("the metric history is missing or not records")
@@ -268,8 +302,9 @@ def load_resume(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer):
             raise damaged(f"the optimizer state of parameter {idx} has {sorted(st)}, expected {sorted(want)}")
         for key, value in st.items():
             ref = want[key]
-            if torch.is_tensor(ref) and (not torch.is_tensor(value) or value.shape != ref.shape
-                                         or value.dtype != ref.dtype):
+            if torch.is_tensor(ref) and (
+                not torch.is_tensor(value) or value.shape != ref.shape or value.dtype != ref.dtype
+            ):
                 shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
                 raise damaged(f"optimizer state {idx}/{key} has shape {shape}, its parameter needs {tuple(ref.shape)}")
     model.load_state_dict(weights)
@@ -288,9 +323,11 @@ def _empty_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[int, dict]:
     clones = [torch.zeros_like(p, requires_grad=True) for p in params]
     for c in clones:
         c.grad = torch.zeros_like(c)
-    groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": clones[i:i + len(g["params"])]}
-              for i, g in zip(_offsets(optimizer.param_groups), optimizer.param_groups)]
-    probe = type(optimizer)(groups)
+    groups = [
+        {**{k: v for k, v in g.items() if k != "params"}, "params": clones[i : i + len(g["params"])]}
+        for i, g in zip(_offsets(optimizer.param_groups), optimizer.param_groups)
+    ]
+    probe = type(optimizer)(groups)  # type: ignore[call-arg]  # Adam, Adagrad: defaults come from the groups
     probe.step()
     return {i: dict(probe.state[c]) for i, c in enumerate(clones)}
 

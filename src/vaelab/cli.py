@@ -9,14 +9,29 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from .checkpoint import load_config
-from .config import MAX_SEED, PRESETS, Config, build_config, cli_fields
-from .errors import VaelabError
+from .config import MAX_SEED, PRESETS, Config, build_config, choices_of, cli_fields
+from .errors import TrainingInterrupted, VaelabError
 
+
+class _Formatter(argparse.HelpFormatter):
+    """Adds a registry-backed option's choices to its help, read from the registry only when help
+    is shown (reading it imports the parts, and with them torch)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        f = getattr(action, "vaelab_field", None)
+        if f is not None and callable(f.metadata.get("choices")):
+            text += f"; one of: {', '.join(choices_of(f) or [])}"
+        return text
 
 
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kw):
+        kw.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kw)
+
     def error(self, message):  # one line, not usage + traceback-like noise
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
@@ -24,9 +39,15 @@ class Parser(argparse.ArgumentParser):
 def _add_run_args(p, device=True, data_dir=True):
     p.add_argument("run", help="run directory written by `vaelab train`")
     if device:
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute (default: auto)")
+        p.add_argument(
+            "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute (default: auto)"
+        )
     if data_dir:
-        p.add_argument("--data-dir", default=None, help="data directory (default: the run's, else $VAELAB_DATA_DIR, else ~/.cache/vaelab)")
+        p.add_argument(
+            "--data-dir",
+            default=None,
+            help="data directory (default: the run's, else $VAELAB_DATA_DIR, else ~/.cache/vaelab)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,34 +55,64 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vaelab {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
-    p = sub.add_parser("train", help="train a VAE into a run directory",
-                       description="Train a VAE. Settings: preset < --config file < flags.")
+    p = sub.add_parser(
+        "train",
+        help="train a VAE into a run directory",
+        description="Train a VAE. Settings: preset < --config file < flags.",
+    )
     p.add_argument("--preset", choices=sorted(PRESETS), help="a published set-up to start from")
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="import a module (my_pkg.parts) or a .py file that registers your own parts with "
+        "@vaelab.register_network, register_latent, register_prior, ... (repeatable; recorded in "
+        "the run, and imported again by every later command on it)",
+    )
     p.add_argument("--config", metavar="FILE", help="a .toml or .json file with [data], [model], [train] tables")
     for section, f in cli_fields():
-        kw = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS, "help": _field_help(f)}
+        kw: dict[str, Any] = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS, "help": _field_help(f)}
         if f.default is False:
             kw["action"] = "store_true"
         elif isinstance(f.metadata.get("choices"), list):
-            kw["choices"] = f.metadata["choices"]   # registry choices are checked by the config
-        p.add_argument(f.metadata["flag"], **kw)
+            kw["choices"] = f.metadata["choices"]  # registry choices are checked by the config
+        action = p.add_argument(f.metadata["flag"], **kw)
+        action.vaelab_field = f  # type: ignore[attr-defined]  # read by _Formatter
     p.add_argument("--out", metavar="RUN", help="run directory to create (default: runs/<preset or dataset>)")
-    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN exactly where it stopped (--epochs may extend it)")
+    p.add_argument(
+        "--resume", metavar="RUN", help="continue the run in RUN exactly where it stopped (--epochs may extend it)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--tensorboard", action="store_true",
-                   help="also write each epoch's metrics for TensorBoard to RUN/tensorboard "
-                        "(needs: pip install vaelab[tensorboard])")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write each epoch's metrics for TensorBoard to RUN/tensorboard "
+        "(needs: pip install vaelab[tensorboard])",
+    )
 
     p = sub.add_parser("evaluate", help="neg_elbo, reconstruction and KL of a run on a split")
     _add_run_args(p)
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--samples", type=_positive, default=1, help="Monte-Carlo samples of z per point (default: 1)")
-    p.add_argument("--iw-samples", type=_positive, nargs="?", const=5000, default=None, metavar="K",
-                   help="also estimate log p(x) with K importance samples per point and report nll "
-                        "(K = 5000 when given without a value, as in the IWAE tables)")
-    p.add_argument("--max-memory", type=_bytes, default="2G", metavar="SIZE",
-                   help="memory budget of one decoder pass for --iw-samples, e.g. 512M, 2G (default: 2G)")
+    p.add_argument(
+        "--iw-samples",
+        type=_positive,
+        nargs="?",
+        const=5000,
+        default=None,
+        metavar="K",
+        help="also estimate log p(x) with K importance samples per point and report nll "
+        "(K = 5000 when given without a value, as in the IWAE tables)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=_bytes,
+        default="2G",
+        metavar="SIZE",
+        help="memory budget of one decoder pass for --iw-samples, e.g. 512M, 2G (default: 2G)",
+    )
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
 
@@ -77,70 +128,119 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("-o", "--output", default=None, help="PNG file (default: RUN/reconstructions.png)")
 
-    p = sub.add_parser("encode", help="posterior parameters of a split (Gaussian: mu, logvar; categorical: probs,\n"
-                                      "log_probs), with labels, to .npz")
+    p = sub.add_parser(
+        "encode",
+        help="posterior parameters of a split (Gaussian: mu, logvar; categorical: probs,\n"
+        "log_probs), with labels, to .npz",
+    )
     _add_run_args(p)
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("-o", "--output", default=None, help="NPZ file (default: RUN/z_<split>.npz)")
 
-    p = sub.add_parser("plot", help="pictures of what the VAE learned, as PNGs in the run directory",
-                       description="Write RUN/<picture>.png for each picture asked for: curves (training curves), "
-                                   "samples (prior samples beside decoder means), reconstructions, manifold (the "
-                                   "2-D latent manifold, or traversals of the most active dimensions), latents "
-                                   "(test posterior means by class, or categorical class usage).")
+    p = sub.add_parser(
+        "plot",
+        help="pictures of what the VAE learned, as PNGs in the run directory",
+        description="Write RUN/<picture>.png for each picture asked for: curves (training curves), "
+        "samples (prior samples beside decoder means), reconstructions, manifold (the "
+        "2-D latent manifold, or traversals of the most active dimensions), latents "
+        "(test posterior means by class, or categorical class usage).",
+    )
     _add_run_args(p)
-    p.add_argument("--what", default="curves,samples,reconstructions,manifold,latents", metavar="LIST",
-                   help="comma-separated pictures (default: curves,samples,reconstructions,manifold,latents)")
+    p.add_argument(
+        "--what",
+        default="curves,samples,reconstructions,manifold,latents",
+        metavar="LIST",
+        help="comma-separated pictures (default: curves,samples,reconstructions,manifold,latents)",
+    )
 
-    p = sub.add_parser("report", help="one self-contained report.html about a run (pictures, metrics, config)",
-                       description="Write RUN/report.html: pictures (drawn first when missing or older than the "
-                                   "weights), saved `vaelab evaluate` results, metrics per epoch and the config, "
-                                   "in one file that opens from disk without network.")
+    p = sub.add_parser(
+        "report",
+        help="one self-contained report.html about a run (pictures, metrics, config)",
+        description="Write RUN/report.html: pictures (drawn first when missing or older than the "
+        "weights), saved `vaelab evaluate` results, metrics per epoch and the config, "
+        "in one file that opens from disk without network.",
+    )
     _add_run_args(p)
 
-    p = sub.add_parser("explore", help="a local web page to move through the latent space and see the decoded image",
-                       description="Serve a page on 127.0.0.1 where moving a point over the 2-D latent plane, a "
-                                   "slider per latent dimension, or a class per categorical variable decodes the "
-                                   "image at once. Ctrl-C stops it.")
+    p = sub.add_parser(
+        "explore",
+        help="a local web page to move through the latent space and see the decoded image",
+        description="Serve a page on 127.0.0.1 where moving a point over the 2-D latent plane, a "
+        "slider per latent dimension, or a class per categorical variable decodes the "
+        "image at once. Ctrl-C stops it.",
+    )
     _add_run_args(p)
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: 0, a free one)")
 
-    p = sub.add_parser("gradvar", help="mean and variance of each ELBO gradient estimator on a fixed batch",
-                       description="Draw each estimator's gradient of the negative ELBO many times on one fixed "
-                                   "batch and summarise the variance of the encoder-parameter gradients.")
+    p = sub.add_parser(
+        "gradvar",
+        help="mean and variance of each ELBO gradient estimator on a fixed batch",
+        description="Draw each estimator's gradient of the negative ELBO many times on one fixed "
+        "batch and summarise the variance of the encoder-parameter gradients.",
+    )
     _add_run_args(p)
-    p.add_argument("--estimators", default="reparam,straight-through,score-function",
-                   help="comma-separated: reparam, straight-through, score-function (default: all three)")
+    p.add_argument(
+        "--estimators",
+        default="reparam,straight-through,score-function",
+        help="comma-separated: reparam, straight-through, score-function (default: all three)",
+    )
     p.add_argument("--draws", type=_positive, default=200, help="gradient draws per estimator (default: 200)")
     p.add_argument("--batch-size", type=_positive, default=100, help="points in the fixed batch (default: 100)")
     p.add_argument("--split", default="train", choices=["train", "valid", "test"], help="(default: train)")
-    p.add_argument("--baseline", default="auto", choices=["auto", "none", "moving-average"],
-                   help="score-function control variate: the run's own, else a moving average (auto); none; "
-                        "or a moving average fitted on the batch")
-    p.add_argument("--tau", type=_positive_float, default=None, help="temperature (default: where the run's schedule ended)")
+    p.add_argument(
+        "--baseline",
+        default="auto",
+        choices=["auto", "none", "moving-average"],
+        help="score-function control variate: the run's own, else a moving average (auto); none; "
+        "or a moving average fitted on the batch",
+    )
+    p.add_argument(
+        "--tau", type=_positive_float, default=None, help="temperature (default: where the run's schedule ended)"
+    )
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
 
-    p = sub.add_parser("reproduce", help="run a published protocol to its end and put our number beside the paper's",
-                       description="Run a named published protocol (the paper's architecture, data, schedule and "
-                                   "evaluation) to its end into --out, and write --out/reproduction.json with the "
-                                   "paper's number beside ours. Running the same command again continues where it "
-                                   "stopped. --list shows every protocol; --table prints the Markdown table of "
-                                   "reproduction.json files.")
+    p = sub.add_parser(
+        "reproduce",
+        help="run a published protocol to its end and put our number beside the paper's",
+        description="Run a named published protocol (the paper's architecture, data, schedule and "
+        "evaluation) to its end into --out, and write --out/reproduction.json with the "
+        "paper's number beside ours. Running the same command again continues where it "
+        "stopped. --list shows every protocol; --table prints the Markdown table of "
+        "reproduction.json files.",
+    )
     p.add_argument("name", nargs="?", metavar="NAME", help="a protocol or figure from --list")
-    p.add_argument("--out", metavar="DIR", action="append",
-                   help="the reproduction's directory (default: runs/reproduce/NAME); for a figure, the folder "
-                        "that holds its members' directories (DIR/<member>) and the figure (default: "
-                        "runs/reproduce); with --list, directories (or folders of them) whose progress to show, "
-                        "repeatable")
-    p.add_argument("--seeds", type=_seeds, default=None, metavar="LIST",
-                   help="comma-separated seeds, e.g. 0,1,2 (default: the protocol's); the row reports their mean "
-                        "± sd and every seed")
-    p.add_argument("--epochs", type=_positive, default=None, metavar="N",
-                   help="a shortened protocol for smoke tests: N epochs, and the row is marked incomplete")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        action="append",
+        help="the reproduction's directory (default: runs/reproduce/NAME); for a figure, the folder "
+        "that holds its members' directories (DIR/<member>) and the figure (default: "
+        "runs/reproduce); with --list, directories (or folders of them) whose progress to show, "
+        "repeatable",
+    )
+    p.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=None,
+        metavar="LIST",
+        help="comma-separated seeds, e.g. 0,1,2 (default: the protocol's); the row reports their mean "
+        "± sd and every seed",
+    )
+    p.add_argument(
+        "--epochs",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="a shortened protocol for smoke tests: N epochs, and the row is marked incomplete",
+    )
     p.add_argument("--list", action="store_true", help="every protocol: paper, row, number, metric, cost")
-    p.add_argument("--table", nargs="+", metavar="DIR", help="print the Markdown table of the reproduction.json "
-                                                               "files under these directories")
+    p.add_argument(
+        "--table",
+        nargs="+",
+        metavar="DIR",
+        help="print the Markdown table of the reproduction.json files under these directories",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute (default: auto)")
     p.add_argument("--data-dir", default=None, help="data directory (default: $VAELAB_DATA_DIR, else ~/.cache/vaelab)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -217,6 +317,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("vaelab")
     except PackageNotFoundError:
@@ -229,35 +330,62 @@ def _log(msg: str) -> None:
 
 def cmd_train(args) -> int:
     from .api import train
+
     overrides: dict[str, dict] = {}
     for key, value in vars(args).items():
         if "." in key:
             section, name = key.split(".")
             overrides.setdefault(section, {})[name] = value
     if args.resume:
-        from .api import RESUMABLE
+        from .runs import RESUMABLE
+
         changed = [f"{s}.{n}" for s, names in overrides.items() for n in names if f"{s}.{n}" not in RESUMABLE]
         if args.preset or args.config or changed or args.out:
-            raise VaelabError("--resume continues a run with its saved settings; only --epochs, --device, "
-                              f"--compile, --cuda-graphs and --data-dir may be given with it (got {', '.join(changed) or '--preset/--config/--out'})")
+            raise VaelabError(
+                "--resume continues a run with its saved settings; only --epochs, --device, "
+                "--compile, --cuda-graphs and --data-dir may be given with it "
+                f"(got {', '.join(changed) or '--preset/--config/--out'})"
+            )
+        if args.plugin:
+            raise VaelabError("--resume imports the plugins the run was trained with; drop --plugin")
+        from .checkpoint import load_config
+
         out = Path(args.resume)
         cfg = Config.from_dict(overrides, load_config(out), "command line").validate()
     else:
-        cfg = build_config(args.preset, args.config, overrides)
+        cfg = build_config(args.preset, args.config, overrides, plugins=args.plugin)
         from .data.custom import run_name  # folder:/npy: paths -> their stem, not a path under runs/
+
         out = Path(args.out or f"runs/{args.preset or run_name(cfg.data.dataset)}")
-    run = train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.no_progress, log=_log,
-                tensorboard=args.tensorboard)
+    run = train(
+        cfg,
+        out,
+        resume=bool(args.resume),
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        log=_log,
+        tensorboard=args.tensorboard,
+    )
     _log(f"run saved in {run}  (see: vaelab plot {run}; vaelab evaluate {run})")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from .api import evaluate
-    result = evaluate(args.run, args.split, samples=args.samples, iw_samples=args.iw_samples,
-                      max_memory=args.max_memory, device=args.device, data_dir=args.data_dir, seed=args.seed,
-                      progress=not args.json or sys.stderr.isatty())
+
+    result = evaluate(
+        args.run,
+        args.split,
+        samples=args.samples,
+        iw_samples=args.iw_samples,
+        max_memory=args.max_memory,
+        device=args.device,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        progress=not args.json or sys.stderr.isatty(),
+    )
     from .distributed import context
+
     if not context().main:  # under torchrun, rank 0 alone reports
         return 0
     _save_evaluation(args, result)
@@ -265,8 +393,10 @@ def cmd_evaluate(args) -> int:
         print(json.dumps(result))
         return 0
     print(f"{result['dataset']} {args.split} ({result['n']} points), nats per example:")
-    print(f"  neg_elbo {result['neg_elbo']:.2f} ± {result['neg_elbo_stderr']:.2f}  "
-          f"(rec {result['rec']:.2f}, kl {result['kl']:.2f})")
+    print(
+        f"  neg_elbo {result['neg_elbo']:.2f} ± {result['neg_elbo_stderr']:.2f}  "
+        f"(rec {result['rec']:.2f}, kl {result['kl']:.2f})"
+    )
     if "nll" in result:
         print(f"  nll      {result['nll']:.2f} ± {result['nll_stderr']:.2f}  (k = {result['iw_samples']})")
     print(f"  active units {result['active_units']}")
@@ -276,9 +406,11 @@ def cmd_evaluate(args) -> int:
 def cmd_sample(args) -> int:
     from .api import sample
     from .viz import save_grid
+
     _check_count(args.n)
-    path = save_grid(sample(args.run, args.n, seed=args.seed, device=args.device),
-                     args.output or Path(args.run) / "samples.png")
+    path = save_grid(
+        sample(args.run, args.n, seed=args.seed, device=args.device), args.output or Path(args.run) / "samples.png"
+    )
     print(path)
     return 0
 
@@ -286,6 +418,7 @@ def cmd_sample(args) -> int:
 def cmd_reconstruct(args) -> int:
     from .api import reconstruct
     from .viz import save_recon
+
     _check_count(args.n)
     x, r = reconstruct(args.run, args.split, args.n, device=args.device, data_dir=args.data_dir)
     print(save_recon(x, r, args.output or Path(args.run) / "reconstructions.png"))
@@ -294,6 +427,7 @@ def cmd_reconstruct(args) -> int:
 
 def cmd_encode(args) -> int:
     from .api import encode, save_npz
+
     arrays = encode(args.run, args.split, device=args.device, data_dir=args.data_dir)
     print(save_npz(args.output or Path(args.run) / f"z_{args.split}.npz", arrays))
     return 0
@@ -301,9 +435,20 @@ def cmd_encode(args) -> int:
 
 def cmd_gradvar(args) -> int:
     from .gradvar import format_table, parse_estimators, run_gradvar
-    result = run_gradvar(args.run, parse_estimators(args.estimators), args.draws, args.batch_size, split=args.split,
-                         baseline=args.baseline, tau=args.tau, seed=args.seed, device=args.device,
-                         data_dir=args.data_dir, progress=not args.json and sys.stderr.isatty())
+
+    result = run_gradvar(
+        args.run,
+        parse_estimators(args.estimators),
+        args.draws,
+        args.batch_size,
+        split=args.split,
+        baseline=args.baseline,
+        tau=args.tau,
+        seed=args.seed,
+        device=args.device,
+        data_dir=args.data_dir,
+        progress=not args.json and sys.stderr.isatty(),
+    )
     print(json.dumps(result) if args.json else format_table(result))
     return 0
 
@@ -321,6 +466,7 @@ def _save_evaluation(args, result: dict) -> None:
     """Keep the result in RUN/evaluation_<split>.json for `vaelab report`; a run folder that
     cannot be written to only costs a warning."""
     from .api import save_evaluation
+
     try:
         save_evaluation(args.run, result, samples=args.samples, seed=args.seed)
     except OSError as e:
@@ -329,6 +475,7 @@ def _save_evaluation(args, result: dict) -> None:
 
 def cmd_plot(args) -> int:
     from .api import plot
+
     for path in plot(args.run, what=args.what, device=args.device, data_dir=args.data_dir):
         print(path)
     return 0
@@ -336,6 +483,7 @@ def cmd_plot(args) -> int:
 
 def cmd_report(args) -> int:
     from .api import report
+
     print(report(args.run, device=args.device, data_dir=args.data_dir))
     return 0
 
@@ -343,14 +491,17 @@ def cmd_report(args) -> int:
 def cmd_explore(args) -> int:
     from .api import explorer
     from .viz.explore import make_server
+
     if not 0 <= args.port < 65536:
         raise VaelabError(f"--port must be in 0..65535, got {args.port}")
     explorer_ = explorer(args.run, device=args.device, data_dir=args.data_dir)
     try:
         server = make_server(explorer_, args.port, title=Path(args.run).resolve().name)
     except OSError as e:
-        raise VaelabError(f"cannot listen on 127.0.0.1:{args.port} ({e.strerror or e}); "
-                          "pick another --port, or --port 0 for a free one") from None
+        raise VaelabError(
+            f"cannot listen on 127.0.0.1:{args.port} ({e.strerror or e}); "
+            "pick another --port, or --port 0 for a free one"
+        ) from None
     print(f"vaelab explore: open {server.url}  (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
@@ -363,6 +514,7 @@ def cmd_explore(args) -> int:
 
 def cmd_data(args) -> int:
     from . import data
+
     if args.data_command == "list":
         print(data.format_status(args.data_dir))
     else:
@@ -374,7 +526,8 @@ def cmd_data(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import list_protocols, markdown_table, find_records, run_named
+    from .reproduce import find_records, list_protocols, markdown_table, run_named
+
     modes = sum(map(bool, (args.list, args.table, args.name)))
     if modes != 1:
         raise VaelabError("give one of: a protocol NAME, --list, or --table DIR (see `vaelab reproduce --list`)")
@@ -390,20 +543,38 @@ def cmd_reproduce(args) -> int:
     if args.out and len(args.out) > 1:
         raise VaelabError("give one --out directory for a reproduction")
     from .reproduce import FIGURES
+
     # a figure's members live beside each other (DIR/<member>), so figures that share a run share it
     out = Path(args.out[0]) if args.out else Path("runs/reproduce") / ("" if args.name in FIGURES else args.name)
-    run_named(args.name, out, seeds=args.seeds, epochs=args.epochs, data_dir=args.data_dir, device=args.device,
-              progress=not args.no_progress, log=_log)
+    run_named(
+        args.name,
+        out,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        data_dir=args.data_dir,
+        device=args.device,
+        progress=not args.no_progress,
+        log=_log,
+    )
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "reconstruct": cmd_reconstruct,
-            "encode": cmd_encode, "plot": cmd_plot, "report": cmd_report, "explore": cmd_explore, "data": cmd_data,
-            "gradvar": cmd_gradvar, "reproduce": cmd_reproduce}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "sample": cmd_sample,
+    "reconstruct": cmd_reconstruct,
+    "encode": cmd_encode,
+    "plot": cmd_plot,
+    "report": cmd_report,
+    "explore": cmd_explore,
+    "data": cmd_data,
+    "gradvar": cmd_gradvar,
+    "reproduce": cmd_reproduce,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .training import TrainingInterrupted
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -422,9 +593,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         # Not an error a user can cause: a bug. Keep the traceback, and ask for the report.
         import traceback
+
         traceback.print_exc()
-        print(f"vaelab: internal error: this is a bug in vaelab {_version()}, not in your input; please report "
-              "it with the command you ran and the traceback above", file=sys.stderr)
+        print(
+            f"vaelab: internal error: this is a bug in vaelab {_version()}, not in your input; please report "
+            "it with the command you ran and the traceback above",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -9,19 +9,36 @@ Precedence: preset < config file < command-line flags.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import json
 import math
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import VaelabError
 
+Number = int | float
+Choices = list[str] | Callable[[], list[str]] | None
 
-def opt(default, flag: str | None = None, help: str = "", choices=None, *, ge=None, gt=None, le=None,
-        lt=None, length: int | None = None, **kw):
+
+def opt(
+    default: Any,
+    flag: str | None = None,
+    help: str = "",
+    choices: Choices = None,
+    *,
+    ge: Number | None = None,
+    gt: Number | None = None,
+    le: Number | None = None,
+    lt: Number | None = None,
+    length: int | None = None,
+    **kw: Any,
+) -> Any:
     """A config field; `flag` makes it settable from the command line.
 
     Constraints are declared here, once, and checked wherever a value enters (flags, files,
@@ -30,14 +47,21 @@ def opt(default, flag: str | None = None, help: str = "", choices=None, *, ge=No
     or to every element of a list, and a list's `length`. Floats must be finite."""
     meta = {"flag": flag, "help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt, "length": length}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+        return field(default_factory=functools.partial(copy.copy, default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
 
 
 def _registry(name: str) -> list[str]:
-    """The names in one of the parts' registries (imported when first asked, not at import)."""
-    from . import registries
-    return list(getattr(registries, name))
+    """The names in one of the parts' registries (vaelab's own parts are imported when first
+    asked, not at import)."""
+    from . import registry
+
+    names: list[str] = getattr(registry, name).names()
+    return names
+
+
+def _default(cls: type, name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
 
 
 def choices_of(f: dataclasses.Field) -> list[str] | None:
@@ -55,28 +79,48 @@ MAX_SEED = 2**63 - 1
 
 @dataclass
 class DataConfig:
-    dataset: str = opt("mnist", "--dataset", "data set: mnist, fashion_mnist, binarized_mnist, frey_face, or your\n"
-                       "own images: folder:PATH (PNG/JPEG files) or npy:PATH (an N x [C x] H x W array),\n"
-                       "split 80/10/10 by a fixed permutation (see vaelab.data.custom)")
-    binarize: str = opt("dynamic", "--binarize", "how grey pixels become Bernoulli targets",
-                        choices=["none", "dynamic", "static"])
-    binarize_seed: int = opt(0, ge=0, le=MAX_SEED, help="seed of the fixed draw for static binarization (and of the evaluation\n"
-                             "targets under dynamic binarization)")
-    full_train: bool = opt(False, "--full-train", "train on train+valid (60000 for MNIST); the per-epoch\n"
-                           "evaluation then uses the test split")
+    dataset: str = opt(
+        "mnist",
+        "--dataset",
+        "data set: mnist, fashion_mnist, binarized_mnist, frey_face, or your\n"
+        "own images: folder:PATH (PNG/JPEG files) or npy:PATH (an N x [C x] H x W array),\n"
+        "split 80/10/10 by a fixed permutation (see vaelab.data.custom)",
+    )
+    binarize: str = opt(
+        "dynamic", "--binarize", "how grey pixels become Bernoulli targets", choices=["none", "dynamic", "static"]
+    )
+    binarize_seed: int = opt(
+        0,
+        ge=0,
+        le=MAX_SEED,
+        help="seed of the fixed draw for static binarization (and of the evaluation\n"
+        "targets under dynamic binarization)",
+    )
+    full_train: bool = opt(
+        False,
+        "--full-train",
+        "train on train+valid (60000 for MNIST); the per-epoch\nevaluation then uses the test split",
+    )
     data_dir: str | None = opt(None, "--data-dir", "data directory (default: $VAELAB_DATA_DIR, else ~/.cache/vaelab)")
-    image_size: str | None = opt(None, "--image-size", "resize folder:/npy: images to HxW, e.g. 64x64 (default: keep\n"
-                                 "their size, which must then be the same for all)")
+    image_size: str | None = opt(
+        None,
+        "--image-size",
+        "resize folder:/npy: images to HxW, e.g. 64x64 (default: keep\n"
+        "their size, which must then be the same for all)",
+    )
 
-    def validate(self):
-        from .data import DATASETS
+    def validate(self) -> None:
         from .data.custom import is_custom, normalize_source, parse_image_size
+        from .registry import DATASETS
+
         validate_fields(self, "data")
         if is_custom(self.dataset):
             self.dataset = normalize_source(self.dataset)  # absolute path, so the run works from anywhere
         elif self.dataset not in DATASETS:
-            raise VaelabError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}, "
-                              "or folder:PATH / npy:PATH for your own images")
+            raise VaelabError(
+                f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS.names())}, "
+                "or folder:PATH / npy:PATH for your own images"
+            )
         if self.image_size is not None:
             if not is_custom(self.dataset):
                 raise VaelabError(f"--image-size applies to folder:PATH and npy:PATH data only, not {self.dataset}")
@@ -85,57 +129,105 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    network: str = opt("mlp", "--model", "encoder/decoder network family: fully connected, or convolutional",
-                       choices=lambda: _registry("NETWORKS"))
-    latent: str = opt("gaussian", "--latent", "latent family: gaussian (--latent-dim), or categorical\n"
-                      "(--categorical-dims, trained through the Gumbel-Softmax relaxation)",
-                      choices=lambda: _registry("LATENTS"))
+    network: str = opt(
+        "mlp",
+        "--model",
+        "encoder/decoder network family: fully connected, or convolutional",
+        choices=lambda: _registry("NETWORKS"),
+    )
+    latent: str = opt(
+        "gaussian",
+        "--latent",
+        "latent family: gaussian (--latent-dim), or categorical\n"
+        "(--categorical-dims, trained through the Gumbel-Softmax relaxation)",
+        choices=lambda: _registry("POSTERIORS"),
+    )
     latent_dim: int = opt(20, "--latent-dim", "number of latent dimensions", ge=1)
-    hidden: list[int] = opt([400], "--hidden", "hidden layer sizes, e.g. 400 or 500,500; with --model conv the fully\n"
-                            "connected layers after the convolutions, may be empty (--hidden '')", ge=1)
-    channels: list[int] = opt([32, 64], "--channels", "--model conv: output channels of each 3x3 convolution (stride 2\n"
-                              "while the feature map is larger than 2x2), e.g. 32,64", ge=1)
+    hidden: list[int] = opt(
+        [400],
+        "--hidden",
+        "hidden layer sizes, e.g. 400 or 500,500; with --model conv the fully\n"
+        "connected layers after the convolutions, may be empty (--hidden '')",
+        ge=1,
+    )
+    channels: list[int] = opt(
+        [32, 64],
+        "--channels",
+        "--model conv: output channels of each 3x3 convolution (stride 2\n"
+        "while the feature map is larger than 2x2), e.g. 32,64",
+        ge=1,
+    )
     activation: str = opt("relu", "--activation", "hidden activation", choices=lambda: _registry("ACTIVATIONS"))
-    likelihood: str = opt("bernoulli", "--likelihood", "decoder distribution p(x|z)",
-                          choices=lambda: _registry("LIKELIHOODS"))
+    prior: str = opt(
+        "auto",
+        "--prior",
+        "prior p(z): auto is the latent family's own (standard-normal for\n"
+        "gaussian, uniform-categorical for categorical)",
+        choices=lambda: ["auto", *_registry("PRIORS")],
+    )
+    likelihood: str = opt(
+        "bernoulli", "--likelihood", "decoder distribution p(x|z)", choices=lambda: _registry("LIKELIHOODS")
+    )
     # The categorical latent (Jang, Gu & Poole 2017): N variables of K classes, relaxed in training
     # with temperature tau = max(tau_min, tau0 exp(-anneal_rate t)), t = the step rounded down
     # to a multiple of anneal_every (schedules.gumbel_temperature).
-    categorical_dims: list[int] = opt([20, 10], "--categorical-dims", "--latent categorical: N x K, N variables of\n"
-                                      "K classes each, e.g. 20x10", length=2, ge=1)
+    categorical_dims: list[int] = opt(
+        [20, 10],
+        "--categorical-dims",
+        "--latent categorical: N x K, N variables of\nK classes each, e.g. 20x10",
+        length=2,
+        ge=1,
+    )
     tau0: float = opt(1.0, "--tau0", "--latent categorical: initial Gumbel-Softmax temperature", gt=0)
     tau_min: float = opt(0.5, "--tau-min", "--latent categorical: the temperature never falls below this", gt=0)
-    anneal_rate: float = opt(3e-5, "--anneal-rate", "--latent categorical: r in tau = max(tau_min, tau0 exp(-r t))\n"
-                             "at global step t (0 keeps tau0)", ge=0)
-    anneal_every: int = opt(1000, "--anneal-every", "--latent categorical: update the temperature every this many steps",
-                            ge=1)
-    hard: bool = opt(False, "--hard", "--latent categorical: straight-through Gumbel-Softmax (one-hot forward\n"
-                     "pass, relaxed gradient)")
-    baseline: str = opt("none", "--baseline", "--estimator score-function: the control variate subtracted from the\n"
-                        "learning signal: a moving average, or learned (moving average + a small MLP on x)",
-                        choices=lambda: ["none", *_registry("BASELINES")])
-    init: str = opt("torch", "--init", "weight initialisation: PyTorch's default; glorot (Glorot & Bengio uniform\n"
-                    "weights, zero biases: the IWAE paper); normal (every weight and bias from N(0, 0.01^2): the\n"
-                    "AEVB paper)", choices=lambda: _registry("INITS"))
-    output_bias: str = opt("default", "--output-bias", "the decoder's output bias at the start: as --init sets it, or\n"
-                           "data-mean (the logit of the mean training image, as the IWAE code; --model mlp)",
-                           choices=["default", "data-mean"])
+    anneal_rate: float = opt(
+        3e-5,
+        "--anneal-rate",
+        "--latent categorical: r in tau = max(tau_min, tau0 exp(-r t))\nat global step t (0 keeps tau0)",
+        ge=0,
+    )
+    anneal_every: int = opt(
+        1000, "--anneal-every", "--latent categorical: update the temperature every this many steps", ge=1
+    )
+    hard: bool = opt(
+        False,
+        "--hard",
+        "--latent categorical: straight-through Gumbel-Softmax (one-hot forward\npass, relaxed gradient)",
+    )
+    baseline: str = opt(
+        "none",
+        "--baseline",
+        "--estimator score-function: the control variate subtracted from the\n"
+        "learning signal: a moving average, or learned (moving average + a small MLP on x)",
+        choices=lambda: ["none", *_registry("BASELINES")],
+    )
+    init: str = opt(
+        "torch",
+        "--init",
+        "weight initialisation: PyTorch's default; glorot (Glorot & Bengio uniform\n"
+        "weights, zero biases: the IWAE paper); normal (every weight and bias from N(0, 0.01^2): the\n"
+        "AEVB paper)",
+        choices=lambda: _registry("INITS"),
+    )
+    output_bias: str = opt(
+        "default",
+        "--output-bias",
+        "the decoder's output bias at the start: as --init sets it, or\n"
+        "data-mean (the logit of the mean training image, as the IWAE code; --model mlp)",
+        choices=["default", "data-mean"],
+    )
     # Filled in from the data set when a run starts; part of the model's identity.
     input_shape: list[int] = opt([1, 28, 28], length=3, ge=1)
 
-    def validate(self):
+    def validate(self) -> None:
         validate_fields(self, "model")
-        if not self.hidden and self.network != "conv":
-            raise VaelabError("--hidden needs at least one layer size (only --model conv may have none)")
         if self.categorical_dims[1] < 2:
-            raise VaelabError(f"--categorical-dims must be NxK with K >= 2 classes, e.g. 20x10; "
-                              f"got {'x'.join(map(str, self.categorical_dims))}")
+            raise VaelabError(
+                f"--categorical-dims must be NxK with K >= 2 classes, e.g. 20x10; "
+                f"got {'x'.join(map(str, self.categorical_dims))}"
+            )
         if not self.channels:
             raise VaelabError("--channels needs at least one channel count, e.g. 32,64")
-        if self.hard and self.latent != "categorical":
-            raise VaelabError("--hard (straight-through Gumbel-Softmax) needs --latent categorical")
-        if self.output_bias == "data-mean" and self.network != "mlp":
-            raise VaelabError("--output-bias data-mean sets one bias per pixel, which only --model mlp has")
 
 
 @dataclass
@@ -148,32 +240,59 @@ class TrainConfig:
     adam_eps: float = opt(1e-8, gt=0)
     weight_decay: float = opt(0.0, "--weight-decay", "L2 penalty on the weights (the paper's small prior)", ge=0)
     grad_clip: float | None = opt(None, "--grad-clip", "clip the gradient norm to this value", gt=0)
-    objective: str = opt("elbo", "--objective", "training objective: the ELBO or the k-sample IWAE bound",
-                         choices=lambda: _registry("OBJECTIVES"))
+    objective: str = opt(
+        "elbo",
+        "--objective",
+        "training objective: the ELBO or the k-sample IWAE bound",
+        choices=lambda: _registry("OBJECTIVES"),
+    )
     samples: int = opt(1, "--samples", "L: Monte-Carlo samples of z per data point (ELBO)", ge=1)
     k: int = opt(50, "--k", "importance samples per data point (--objective iwae)", ge=1)
     kl: str = opt("analytic", "--kl", "KL term: closed form or Monte-Carlo", choices=["analytic", "mc"])
     beta: float = opt(1.0, "--beta", "weight of the KL term (1 = the ELBO)", ge=0)
     seed: int = opt(0, "--seed", "random seed (weights, batches, binarization, noise)", ge=0, le=MAX_SEED)
     device: str = opt("auto", "--device", "where to train", choices=["auto", "cpu", "cuda"])
-    precision: str = opt("fp32", "--precision", "network arithmetic: fp32, or bf16/fp16 autocast (fp16 on CUDA,\n"
-                         "with a gradient scaler); likelihoods and KL stay in float32",
-                         choices=["fp32", "bf16", "fp16"])
-    compile: bool = opt(False, "--compile", "torch.compile the model and objective (falls back to eager, with\n"
-                        "a warning, where compilation fails)")
-    cuda_graphs: bool = opt(False, "--cuda-graphs", "replay the training step as CUDA graphs (torch.compile's\n"
-                            "reduce-overhead mode): for small models, whose GPU time is kernel launches")
-    lr_schedule: str = opt("constant", "--lr-schedule",
-                           "constant, or iwae: lr * 10^(-i/7) for 3^i epochs, i = 0..7 (3280 epochs)",
-                           choices=lambda: _registry("LR_SCHEDULES"))
-    watch: str = opt("auto", "--watch", "the split evaluated after every epoch: valid, or test (as papers that\n"
-                     "plot test curves); auto: valid, or test with --full-train", choices=["auto", "valid", "test"])
+    precision: str = opt(
+        "fp32",
+        "--precision",
+        "network arithmetic: fp32, or bf16/fp16 autocast (fp16 on CUDA,\n"
+        "with a gradient scaler); likelihoods and KL stay in float32",
+        choices=["fp32", "bf16", "fp16"],
+    )
+    compile: bool = opt(
+        False,
+        "--compile",
+        "torch.compile the model and objective (falls back to eager, with\na warning, where compilation fails)",
+    )
+    cuda_graphs: bool = opt(
+        False,
+        "--cuda-graphs",
+        "replay the training step as CUDA graphs (torch.compile's\n"
+        "reduce-overhead mode): for small models, whose GPU time is kernel launches",
+    )
+    lr_schedule: str = opt(
+        "constant",
+        "--lr-schedule",
+        "constant, or iwae: lr * 10^(-i/7) for 3^i epochs, i = 0..7 (3280 epochs)",
+        choices=lambda: _registry("LR_SCHEDULES"),
+    )
+    watch: str = opt(
+        "auto",
+        "--watch",
+        "the split evaluated after every epoch: valid, or test (as papers that\n"
+        "plot test curves); auto: valid, or test with --full-train",
+        choices=["auto", "valid", "test"],
+    )
     eval_batch_size: int = opt(1000, ge=1)
-    estimator: str = opt("reparam", "--estimator", "gradient of the ELBO for --latent categorical: reparam (Gumbel-\n"
-                         "Softmax; add --hard for straight-through) or score-function (REINFORCE; add --baseline)",
-                         choices=lambda: ["reparam", *_registry("ESTIMATORS")])
+    estimator: str = opt(
+        "reparam",
+        "--estimator",
+        "gradient of the ELBO for --latent categorical: reparam (Gumbel-\n"
+        "Softmax; add --hard for straight-through) or score-function (REINFORCE; add --baseline)",
+        choices=lambda: _registry("ESTIMATORS"),
+    )
 
-    def validate(self):
+    def validate(self) -> None:
         validate_fields(self, "train")
 
 
@@ -182,37 +301,59 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # users' modules that register parts (--plugin), imported before anything is validated
+    plugins: list[str] = field(default_factory=list)
 
     SECTIONS = ("data", "model", "train")
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
+        from . import plugins
+
+        self.plugins = plugins.load(self.plugins)  # their parts' names must resolve
         self.data.validate()
         self.model.validate()
         self.train.validate()
         m, t = self.model, self.train
-        if t.estimator == "score-function":
-            if m.latent != "categorical" or t.objective != "elbo":
-                raise VaelabError("--estimator score-function is for --latent categorical with --objective elbo; "
-                                  f"got --latent {m.latent} --objective {t.objective}")
-            if m.hard:
-                raise VaelabError("--hard is a path-wise estimator; drop it with --estimator score-function")
+        from .registry import ESTIMATORS, OBJECTIVES
+
+        estimator, default = ESTIMATORS[t.estimator], _default(TrainConfig, "estimator")
+        if t.estimator != default and not OBJECTIVES[t.objective].uses_estimator:
+            raise VaelabError(
+                f"--estimator {t.estimator} estimates the ELBO's gradient; --objective {t.objective} "
+                "has its own (use --objective elbo, or drop --estimator)"
+            )
+        if m.hard and not estimator.pathwise:
+            raise VaelabError(f"--hard is a path-wise estimator; drop it with --estimator {t.estimator}")
         if self.train.watch == "valid" and self.data.full_train:
-            raise VaelabError("--watch valid with --full-train would watch images the model trains on; "
-                              "use --watch test, or drop --full-train")
-        if m.baseline != "none" and t.estimator != "score-function":
-            raise VaelabError(f"--baseline {m.baseline} is the score-function estimator's control variate; "
-                              "add --estimator score-function or drop --baseline")
+            raise VaelabError(
+                "--watch valid with --full-train would watch images the model trains on; "
+                "use --watch test, or drop --full-train"
+            )
+        if m.baseline != "none" and not estimator.uses_baseline:
+            raise VaelabError(
+                f"--baseline {m.baseline} is a control variate of estimators that use one; "
+                f"--estimator {t.estimator} does not (add --estimator score-function, or drop "
+                "--baseline)"
+            )
         return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, base: "Config | None" = None, source: str = "config") -> "Config":
+    def from_dict(cls, d: dict, base: Config | None = None, source: str = "config") -> Config:
         """Overlay `d` (nested by section) on `base`, rejecting unknown keys by name."""
         cfg = base if base is not None else cls()
         if not isinstance(d, dict):
             raise VaelabError(f"{source}: expected a table with [data], [model], [train] sections")
+        d = dict(d)
+        if "plugins" in d:
+            extra = d.pop("plugins")
+            if not isinstance(extra, list) or not all(isinstance(p, str) for p in extra):
+                raise VaelabError(f"{source}: plugins must be a list of module names or .py files")
+            from . import plugins  # imported now: the settings below may name their parts
+
+            cfg.plugins = [*cfg.plugins, *(p for p in plugins.load(extra) if p not in cfg.plugins)]
         unknown = set(d) - set(cls.SECTIONS)
         if unknown:
             raise VaelabError(f"{source}: unknown section(s) {sorted(unknown)}; expected {list(cls.SECTIONS)}")
@@ -245,7 +386,7 @@ def _parse_type(annotation: str) -> tuple[type, bool, bool]:
     return _TYPES[text], False, optional
 
 
-def _scalar(value, kind: type, where: str):
+def _scalar(value: Any, kind: type, where: str) -> Any:
     """One value as `kind`; text is parsed (it comes from the command line)."""
     bad = VaelabError(f"{where} must be {_TYPE_WORDS[kind]}, got {value!r}")
     if kind is str:
@@ -279,10 +420,10 @@ def _scalar(value, kind: type, where: str):
     return value
 
 
-def _coerce(value, f: dataclasses.Field, where: str):
+def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
     """A value from JSON/TOML/the command line/the API as the field's type, within its declared
     constraints, or a VaelabError that names the setting and says what it takes."""
-    kind, is_list, optional = _parse_type(f.type)
+    kind, is_list, optional = _parse_type(str(f.type))
     if value is None:
         if optional:
             return None
@@ -292,7 +433,9 @@ def _coerce(value, f: dataclasses.Field, where: str):
             text = value.replace("x", ",").strip()
             parts = [] if not text else text.split(",")
             if any(not p.strip() for p in parts):
-                raise VaelabError(f"{where} got {value!r}, which has an empty entry; write comma-separated values, e.g. 500,500")
+                raise VaelabError(
+                    f"{where} got {value!r}, which has an empty entry; write comma-separated values, e.g. 500,500"
+                )
             value = [p.strip() for p in parts]
         if not isinstance(value, (list, tuple)):
             raise VaelabError(f"{where} must be a list of {_PLURAL[kind]}, got {value!r}")
@@ -303,23 +446,27 @@ def _coerce(value, f: dataclasses.Field, where: str):
     return value
 
 
-def _check(value, f: dataclasses.Field, where: str) -> None:
+def _check(value: Any, f: dataclasses.Field, where: str) -> None:
     m = f.metadata
     if m.get("length") is not None and len(value) != m["length"]:
         raise VaelabError(f"{where} must be {m['length']} values, got {len(value)} ({value})")
     choices = choices_of(f)
     if choices is not None and value not in choices:
         raise VaelabError(f"{where}: unknown choice {value!r}; choose one of {', '.join(choices)}")
-    for v in (value if isinstance(value, list) else [value]):
+    for v in value if isinstance(value, list) else [value]:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
-        for key, ok, word in (("ge", lambda a, b: a >= b, "at least"), ("gt", lambda a, b: a > b, "greater than"),
-                              ("le", lambda a, b: a <= b, "at most"), ("lt", lambda a, b: a < b, "less than")):
+        for key, ok, word in (
+            ("ge", lambda a, b: a >= b, "at least"),
+            ("gt", lambda a, b: a > b, "greater than"),
+            ("le", lambda a, b: a <= b, "at most"),
+            ("lt", lambda a, b: a < b, "less than"),
+        ):
             if m.get(key) is not None and not ok(v, m[key]):
                 raise VaelabError(f"{where} must be {word} {m[key]}, got {v}")
 
 
-def validate_fields(part, section: str) -> None:
+def validate_fields(part: Any, section: str) -> None:
     """Every field of a config section is of its type and within its declared constraints
     (values set through the Python API too); text from the command line is converted."""
     for f in dataclasses.fields(part):
@@ -340,10 +487,15 @@ PRESETS: dict[str, dict] = {
     # copy) has 60000 training and 10000 test images, and its Figure 2 plots the test bound.
     "aevb-mnist": {
         "data": {"dataset": "mnist", "binarize": "dynamic", "full_train": True},
-        "model": {"hidden": [500], "latent_dim": 20, "activation": "tanh", "likelihood": "bernoulli",
-                  "init": "normal"},
-        "train": {"optimizer": "adagrad", "lr": 0.01, "batch_size": 100, "samples": 1,
-                  "weight_decay": 1 / 60000, "epochs": 100},
+        "model": {"hidden": [500], "latent_dim": 20, "activation": "tanh", "likelihood": "bernoulli", "init": "normal"},
+        "train": {
+            "optimizer": "adagrad",
+            "lr": 0.01,
+            "batch_size": 100,
+            "samples": 1,
+            "weight_decay": 1 / 60000,
+            "epochs": 100,
+        },
     },
     # Burda, Grosse & Salakhutdinov (2016), one stochastic layer: 784-200-200-50 tanh, dynamic
     # binarization, batch 20, Adam(0.9, 0.999, eps 1e-4), lr 1e-3 * 10^(-i/7) for 3^i epochs,
@@ -353,18 +505,46 @@ PRESETS: dict[str, dict] = {
     # Train the VAE column as is, the IWAE column with --objective iwae --k 50.
     "iwae-paper": {
         "data": {"dataset": "mnist", "binarize": "dynamic", "full_train": True},
-        "model": {"hidden": [200, 200], "latent_dim": 50, "activation": "tanh", "likelihood": "bernoulli",
-                  "init": "glorot", "output_bias": "data-mean"},
-        "train": {"optimizer": "adam", "lr": 1e-3, "adam_betas": [0.9, 0.999], "adam_eps": 1e-4,
-                  "batch_size": 20, "epochs": 3280, "lr_schedule": "iwae", "samples": 1},
+        "model": {
+            "hidden": [200, 200],
+            "latent_dim": 50,
+            "activation": "tanh",
+            "likelihood": "bernoulli",
+            "init": "glorot",
+            "output_bias": "data-mean",
+        },
+        "train": {
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "adam_betas": [0.9, 0.999],
+            "adam_eps": 1e-4,
+            "batch_size": 20,
+            "epochs": 3280,
+            "lr_schedule": "iwae",
+            "samples": 1,
+        },
     },
     # The same on Larochelle's fixed binarization (the IWAE paper's appendix D).
     "iwae-paper-static": {
         "data": {"dataset": "binarized_mnist", "binarize": "none", "full_train": True},
-        "model": {"hidden": [200, 200], "latent_dim": 50, "activation": "tanh", "likelihood": "bernoulli",
-                  "init": "glorot", "output_bias": "data-mean"},
-        "train": {"optimizer": "adam", "lr": 1e-3, "adam_betas": [0.9, 0.999], "adam_eps": 1e-4,
-                  "batch_size": 20, "epochs": 3280, "lr_schedule": "iwae", "samples": 1},
+        "model": {
+            "hidden": [200, 200],
+            "latent_dim": 50,
+            "activation": "tanh",
+            "likelihood": "bernoulli",
+            "init": "glorot",
+            "output_bias": "data-mean",
+        },
+        "train": {
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "adam_betas": [0.9, 0.999],
+            "adam_eps": 1e-4,
+            "batch_size": 20,
+            "epochs": 3280,
+            "lr_schedule": "iwae",
+            "samples": 1,
+        },
     },
     # A small convolutional VAE on MNIST after the TensorFlow "Convolutional Variational
     # Autoencoder" tutorial (tensorflow.org/tutorials/generative/cvae) and the Keras VAE example:
@@ -374,8 +554,14 @@ PRESETS: dict[str, dict] = {
     # pytorch-examples, dynamic binarization (the library default), 10 epochs.
     "cnn-mnist": {
         "data": {"dataset": "mnist", "binarize": "dynamic"},
-        "model": {"network": "conv", "channels": [32, 64], "hidden": [], "latent_dim": 16,
-                  "activation": "relu", "likelihood": "bernoulli"},
+        "model": {
+            "network": "conv",
+            "channels": [32, 64],
+            "hidden": [],
+            "latent_dim": 16,
+            "activation": "relu",
+            "likelihood": "bernoulli",
+        },
         "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "epochs": 10},
     },
     # Kingma & Welling (2014), Frey Face: Gaussian decoder with sigmoid means, 200 tanh units,
@@ -383,10 +569,8 @@ PRESETS: dict[str, dict] = {
     # valid), the last 200 held out as the test set.
     "aevb-frey": {
         "data": {"dataset": "frey_face", "binarize": "none", "full_train": True},
-        "model": {"hidden": [200], "latent_dim": 2, "activation": "tanh", "likelihood": "gaussian",
-                  "init": "normal"},
-        "train": {"optimizer": "adagrad", "lr": 0.01, "batch_size": 100, "weight_decay": 1 / 1765,
-                  "epochs": 200},
+        "model": {"hidden": [200], "latent_dim": 2, "activation": "tanh", "likelihood": "gaussian", "init": "normal"},
+        "train": {"optimizer": "adagrad", "lr": 0.01, "batch_size": 100, "weight_decay": 1 / 1765, "epochs": 200},
     },
     # Jang, Gu & Poole (2017), section 4.3 (generative modelling with a VAE): 20 categorical
     # variables of 10 classes on Larochelle's binarized MNIST, encoder 784-512-256-(20x10) and
@@ -400,11 +584,19 @@ PRESETS: dict[str, dict] = {
     # --estimator score-function --baseline moving-average (SF; or --baseline learned, NVIL-style).
     "gumbel-softmax-paper": {
         "data": {"dataset": "binarized_mnist", "binarize": "none"},
-        "model": {"network": "mlp", "latent": "categorical", "categorical_dims": [20, 10], "hidden": [512, 256],
-                  "activation": "relu", "likelihood": "bernoulli", "tau0": 1.0, "tau_min": 0.5,
-                  "anneal_rate": 3e-5, "anneal_every": 1000},
-        "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 100, "epochs": 100, "kl": "analytic",
-                  "samples": 1},
+        "model": {
+            "network": "mlp",
+            "latent": "categorical",
+            "categorical_dims": [20, 10],
+            "hidden": [512, 256],
+            "activation": "relu",
+            "likelihood": "bernoulli",
+            "tau0": 1.0,
+            "tau_min": 0.5,
+            "anneal_rate": 3e-5,
+            "anneal_every": 1000,
+        },
+        "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 100, "epochs": 100, "kl": "analytic", "samples": 1},
     },
 }
 
@@ -424,10 +616,15 @@ def load_file(path: str | Path) -> dict:
     raise VaelabError(f"config file {path} must end in .toml or .json")
 
 
-def build_config(preset: str | None = None, file: str | Path | None = None,
-                 overrides: dict[str, dict[str, Any]] | None = None) -> Config:
-    """Preset, then file, then overrides (nested by section), validated."""
-    cfg = Config()
+def build_config(
+    preset: str | None = None,
+    file: str | Path | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    plugins: list[str] | tuple = (),
+) -> Config:
+    """Preset, then file, then overrides (nested by section), validated. `plugins` (module names
+    or .py files) are imported first, so settings may name the parts they register."""
+    cfg = Config.from_dict({"plugins": list(plugins)}, source="--plugin") if plugins else Config()
     if preset is not None:
         if preset not in PRESETS:
             raise VaelabError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -439,7 +636,7 @@ def build_config(preset: str | None = None, file: str | Path | None = None,
     return cfg.validate()
 
 
-def cli_fields():
+def cli_fields() -> Iterator[tuple[str, dataclasses.Field]]:
     """(section, dataclass field) for every field that has a command-line flag."""
     for section, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
         for f in dataclasses.fields(cls):

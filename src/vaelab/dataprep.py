@@ -22,9 +22,9 @@ from .errors import VaelabError
 
 @dataclass
 class Inputs:
-    images: torch.Tensor          # float32 (N, C, H, W)
+    images: torch.Tensor  # float32 (N, C, H, W)
     labels: torch.Tensor | None
-    dynamic: bool                 # draw fresh Bernoulli targets per batch from these grey values
+    dynamic: bool  # draw fresh Bernoulli targets per batch from these grey values
 
 
 def eval_split_for(cfg: DataConfig, watch: str = "auto") -> str:
@@ -41,8 +41,10 @@ def load_inputs(cfg: DataConfig, split: str, training: bool = False, expect_shap
     s = load_split(cfg.dataset, split, cfg.data_dir, full_train=cfg.full_train, image_size=cfg.image_size)
     if expect_shape is not None and tuple(s.images.shape[1:]) != tuple(expect_shape):
         got, want = ("x".join(map(str, shape)) for shape in (s.images.shape[1:], expect_shape))
-        raise VaelabError(f"the data {cfg.dataset} now holds images of {got} (CxHxW), but this run was trained on "
-                          f"{want}: the data changed after training; restore it, or train a new run on it")
+        raise VaelabError(
+            f"the data {cfg.dataset} now holds images of {got} (CxHxW), but this run was trained on "
+            f"{want}: the data changed after training; restore it, or train a new run on it"
+        )
     if s.info.binary or s.info.continuous or cfg.binarize == "none":
         return Inputs(s.images, s.labels, False)
     if cfg.binarize == "dynamic" and training:

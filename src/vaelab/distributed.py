@@ -77,8 +77,10 @@ def init(device_name: str) -> Context:
     try:
         dist.init_process_group("nccl" if use_cuda else "gloo")
     except (RuntimeError, ValueError) as e:
-        raise VaelabError(f"cannot join the torchrun process group ({e}); launch with "
-                          "`torchrun --nproc_per_node N -m vaelab train ...`") from None
+        raise VaelabError(
+            f"cannot join the torchrun process group ({e}); launch with "
+            "`torchrun --nproc_per_node N -m vaelab train ...`"
+        ) from None
     _CONTEXT = Context(rank, world, local_rank)
     return _CONTEXT
 
@@ -88,3 +90,11 @@ def device_for(ctx: Context, device: torch.device) -> torch.device:
     if ctx.enabled and device.type == "cuda":
         return torch.device("cuda", ctx.local_rank)
     return device
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise VaelabError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    return torch.device(name)

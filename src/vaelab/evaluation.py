@@ -9,14 +9,17 @@ from __future__ import annotations
 import math
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from . import distributed
+from .dataprep import load_inputs
 from .errors import VaelabError
 from .model import VAE, n_pixels
 from .objectives import elbo_terms
+from .runs import load_run
 
 
 @contextmanager
@@ -32,13 +35,12 @@ def _moments(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Mean and unbiased variance over dim 0, over the points of every rank (values of a
     distributed evaluation are the rank's shard of the points)."""
     values = values.double()
-    sums = torch.cat([values.sum(0).reshape(-1), (values ** 2).sum(0).reshape(-1),
-                      values.new_tensor([values.shape[0]])])
+    sums = torch.cat([values.sum(0).reshape(-1), (values**2).sum(0).reshape(-1), values.new_tensor([values.shape[0]])])
     sums = distributed.context().all_reduce_sum(sums.to(values.device)).cpu()
     d = (sums.numel() - 1) // 2
-    s1, s2, n = sums[:d], sums[d:2 * d], int(sums[-1].item())
+    s1, s2, n = sums[:d], sums[d : 2 * d], int(sums[-1].item())
     mean = s1 / n
-    var = ((s2 - n * mean ** 2) / max(n - 1, 1)).clamp_min(0)
+    var = ((s2 - n * mean**2) / max(n - 1, 1)).clamp_min(0)
     return mean.reshape(values.shape[1:]), var.reshape(values.shape[1:]), n
 
 
@@ -48,9 +50,16 @@ def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
 
 
 @torch.inference_mode()
-def evaluate_elbo(model: VAE, x: torch.Tensor, batch_size: int = 1000, samples: int = 1,
-                  kl: str = "analytic", seed: int = 0, relaxed: bool = False,
-                  max_memory: int = 2 * 2**30) -> dict:
+def evaluate_elbo(
+    model: VAE,
+    x: torch.Tensor,
+    batch_size: int = 1000,
+    samples: int = 1,
+    kl: str = "analytic",
+    seed: int = 0,
+    relaxed: bool = False,
+    max_memory: int = 2 * 2**30,
+) -> dict:
     """Mean per-example `neg_elbo`, `rec`, `kl` in nats (and `neg_elbo_stderr`) over x.
 
     Points go through in batches of `batch_size`, fewer when their `samples` samples would
@@ -65,15 +74,15 @@ def evaluate_elbo(model: VAE, x: torch.Tensor, batch_size: int = 1000, samples: 
     device = model.device
     points, per_pass = chunk_shape(model, samples, max_memory)
     points = min(points, batch_size)
-    out = {"neg_elbo": [], "rec": [], "kl": []}
+    out: dict[str, list[torch.Tensor]] = {"neg_elbo": [], "rec": [], "kl": []}
     with seeded(seed, device):
         for i in range(0, x.shape[0], points):
-            xb = x[i:i + points].to(device)
+            xb = x[i : i + points].to(device)
             params = model.encode(xb)
             if per_pass >= samples:
                 terms = elbo_terms(model, xb, samples, kl, params=params)
-            else:   # the samples of even one point do not fit in one pass: average over chunks
-                terms = {k: 0.0 for k in out}
+            else:  # the samples of even one point do not fit in one pass: average over chunks
+                terms = dict.fromkeys(out, 0.0)
                 for j in range(0, samples, per_pass):
                     n = min(per_pass, samples - j)
                     part = elbo_terms(model, xb, n, kl, params=params)
@@ -92,11 +101,13 @@ def evaluate_elbo(model: VAE, x: torch.Tensor, batch_size: int = 1000, samples: 
 def encode_all(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Posterior parameters for every row of x, batched: (N, n_params), on the CPU."""
     model.eval()
-    return torch.cat([model.encode(x[i:i + batch_size].to(model.device)).cpu()
-                      for i in range(0, x.shape[0], batch_size)])
+    return torch.cat(
+        [model.encode(x[i : i + batch_size].to(model.device)).cpu() for i in range(0, x.shape[0], batch_size)]
+    )
 
 
 # -- the marginal likelihood -------------------------------------------------------------------
+
 
 def bytes_per_sample(model: VAE) -> int:
     """Memory for one (point, sample) pair in the decoder pass: hidden activations (the outputs of
@@ -104,7 +115,7 @@ def bytes_per_sample(model: VAE) -> int:
     parameters, a few pixel-sized temporaries and z, in float32."""
     pixels = n_pixels(model)
     hidden = sum(math.prod(out[1:]) for _, _, out in model.layer_shapes("decoder"))
-    return 4 * (2 * hidden + (model.likelihood.n_params + 3) * pixels + 4 * model.latent.dim)
+    return 4 * (2 * hidden + (model.likelihood.n_params + 3) * pixels + 4 * model.latent.dim)  # z, log-densities
 
 
 # On a CPU, passes much larger than the caches are slower, not faster: every fresh multi-GB
@@ -116,8 +127,10 @@ CPU_CHUNK_BYTES = 64 * 2**20
 def chunk_shape(model: VAE, k: int, max_memory: int) -> tuple[int, int]:
     """(points, samples) per decoder pass so that one pass stays within max_memory bytes."""
     if bytes_per_sample(model) > max_memory:
-        raise VaelabError(f"--max-memory {max_memory} bytes is too small for one decoder pass of this model "
-                          f"(it needs {bytes_per_sample(model)} bytes per sample); raise it")
+        raise VaelabError(
+            f"--max-memory {max_memory} bytes is too small for one decoder pass of this model "
+            f"(it needs {bytes_per_sample(model)} bytes per sample); raise it"
+        )
     budget = min(max_memory, CPU_CHUNK_BYTES) if model.device.type == "cpu" else max_memory
     pairs = budget // bytes_per_sample(model)
     samples = min(k, pairs)
@@ -125,8 +138,9 @@ def chunk_shape(model: VAE, k: int, max_memory: int) -> tuple[int, int]:
 
 
 @torch.inference_mode()
-def iw_log_px(model: VAE, x: torch.Tensor, k: int = 5000, *, max_memory: int = 2 * 2**30,
-              seed: int = 0, progress: bool = False) -> torch.Tensor:
+def iw_log_px(
+    model: VAE, x: torch.Tensor, k: int = 5000, *, max_memory: int = 2 * 2**30, seed: int = 0, progress: bool = False
+) -> torch.Tensor:
     """The k-sample importance-weighted bound L_k(x) for every point (Burda et al. 2016, eq. 8):
 
         L_k(x) = log (1/k) sum_i p(x, z_i) / q(z_i|x),   z_i ~ q(z|x),
@@ -141,20 +155,26 @@ def iw_log_px(model: VAE, x: torch.Tensor, k: int = 5000, *, max_memory: int = 2
     device = model.device
     points, samples = chunk_shape(model, k, max_memory)
     out = torch.empty(x.shape[0], dtype=torch.float64)
-    bar = tqdm(total=x.shape[0] * k, disable=None if progress else True, unit="sample", unit_scale=True,
-               desc=f"log p(x), k={k}", file=sys.stderr, leave=False)
+    bar = tqdm(
+        total=x.shape[0] * k,
+        disable=None if progress else True,
+        unit="sample",
+        unit_scale=True,
+        desc=f"log p(x), k={k}",
+        file=sys.stderr,
+        leave=False,
+    )
     with seeded(seed, device):
         for i in range(0, x.shape[0], points):
-            xb = x[i:i + points].to(device)
+            xb = x[i : i + points].to(device)
             params = model.encode(xb)
             acc = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64, device=device)
             for j in range(0, k, samples):
                 s = min(samples, k - j)
-                z, log_q = model.latent.propose(params, s)                     # (s, B, D), (s, B)
-                log_w = model.log_px_given_z(xb, model.decode(z)) + model.latent.log_prior(z) - log_q
+                log_w = model.log_weights(xb, s, params=params, proposal=True).log_w  # (s, B)
                 acc = torch.logaddexp(acc, torch.logsumexp(log_w.double(), 0))
                 bar.update(s * xb.shape[0])
-            out[i:i + xb.shape[0]] = (acc - math.log(k)).cpu()
+            out[i : i + xb.shape[0]] = (acc - math.log(k)).cpu()
     bar.close()
     return out
 
@@ -164,9 +184,81 @@ def active_units(mu: torch.Tensor, threshold: float = 1e-2) -> int:
     return int((_moments(mu)[1] > threshold).sum())
 
 
-def evaluate_nll(model: VAE, x: torch.Tensor, k: int = 5000, *, max_memory: int = 2 * 2**30, seed: int = 0,
-                 progress: bool = False) -> dict:
+def evaluate_nll(
+    model: VAE, x: torch.Tensor, k: int = 5000, *, max_memory: int = 2 * 2**30, seed: int = 0, progress: bool = False
+) -> dict:
     """`nll` = -mean L_k (nats per example) with its standard error over points."""
     log_px = iw_log_px(model, x, k, max_memory=max_memory, seed=seed, progress=progress)
     nll, stderr = _mean_and_stderr(-log_px)
     return {"nll": nll, "nll_stderr": stderr, "iw_samples": k}
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+def evaluate_run(
+    run: str | Path,
+    split: str = "test",
+    *,
+    samples: int = 1,
+    iw_samples: int | None = None,
+    max_memory: int = 2 * 2**30,
+    device: str = "auto",
+    data_dir: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    relaxed: bool = False,
+) -> dict:
+    """`neg_elbo`, `rec`, `kl` (nats per example) of a trained run on a data split, the number of
+    active units, and with `iw_samples` = K the importance-sampled `nll` (-mean L_K). With
+    relaxed=True the ELBO terms are those of the latent as trained (a categorical latent's
+    Gumbel-Softmax relaxation at the last training temperature) instead of the discrete model."""
+    ctx = distributed.init(device)  # under torchrun, each rank evaluates its share of the points
+    cfg, model = load_run(run, device, data_dir)
+    if iw_samples is not None and iw_samples < 1:
+        raise VaelabError(f"--iw-samples must be at least 1, got {iw_samples}")
+    x = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape).images
+    x = x[ctx.local_slice(x.shape[0])]
+    result = {
+        "split": split,
+        "dataset": cfg.data.dataset,
+        **model.checkpoint_info,
+        **evaluate_elbo(
+            model,
+            x,
+            cfg.train.eval_batch_size,
+            samples=samples,
+            kl=cfg.train.kl,
+            seed=seed,
+            relaxed=relaxed,
+            max_memory=max_memory,
+        ),
+    }
+    mu = model.latent.mean(encode_all(model, x, cfg.train.eval_batch_size))
+    result["active_units"] = active_units(mu)
+    if iw_samples is not None:
+        result.update(
+            evaluate_nll(model, x, iw_samples, max_memory=max_memory, seed=seed, progress=progress and ctx.main)
+        )
+    return result
+
+
+def encode_run(run: str | Path, split: str = "test", *, device: str = "auto", data_dir: str | None = None) -> dict:
+    """Posterior parameters of every point of a split, with 'labels', as arrays: 'mu' and 'logvar'
+    for a Gaussian latent, 'probs' and 'log_probs' (N, K per point) for a categorical one."""
+    cfg, model = load_run(run, device, data_dir)
+    inputs = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape)
+    params = encode_all(model, inputs.images, cfg.train.eval_batch_size)
+    out = {name: value.numpy() for name, value in model.latent.named_params(params).items()}
+    if inputs.labels is not None:
+        out["labels"] = inputs.labels.numpy()
+    return out
+
+
+def reconstruct_run(
+    run: str | Path, split: str = "test", n: int = 32, *, device: str = "auto", data_dir: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n images of a split and their reconstructions, both (n, C, H, W) on the CPU."""
+    cfg, model = load_run(run, device, data_dir)
+    x = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape).images[:n]
+    return x, model.reconstruct(x.to(model.device)).cpu()

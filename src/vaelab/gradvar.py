@@ -41,8 +41,7 @@ def parse_estimators(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [n for n in names if n not in ESTIMATORS]
     if not names or unknown:
-        raise VaelabError(f"--estimators takes a comma-separated list of {', '.join(ESTIMATORS)}; "
-                          f"got {text!r}")
+        raise VaelabError(f"--estimators takes a comma-separated list of {', '.join(ESTIMATORS)}; got {text!r}")
     return names
 
 
@@ -59,15 +58,24 @@ def _fitted_moving_average(model: VAE, x: torch.Tensor, kl: str, beta: float) ->
             _, terms, _ = score_function_terms(model, x, 1, kl, beta)
             signal = -(terms["rec"] + beta * terms["kl"]) if kl == "mc" else -terms["rec"]
             signals.append(signal.mean())
-    baseline = MovingAverageBaseline(model.input_shape).to(x.device)
+    baseline: MovingAverageBaseline = MovingAverageBaseline(model.input_shape).to(x.device)
     baseline.average.fill_(torch.stack(signals).mean().item())
     baseline.updates.fill_(1)
     return baseline.eval()
 
 
-def gradient_variance(model: VAE, x: torch.Tensor, estimators=ESTIMATORS, draws: int = 200, *,
-                      kl: str = "analytic", beta: float = 1.0, baseline: str = "auto", seed: int = 0,
-                      progress: bool = False) -> dict:
+def gradient_variance(
+    model: VAE,
+    x: torch.Tensor,
+    estimators=ESTIMATORS,
+    draws: int = 200,
+    *,
+    kl: str = "analytic",
+    beta: float = 1.0,
+    baseline: str = "auto",
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """Mean and variance over `draws` draws of each estimator's gradient of the batch-mean
     negative ELBO with respect to the encoder's parameters, on the fixed batch x.
 
@@ -80,14 +88,16 @@ def gradient_variance(model: VAE, x: torch.Tensor, estimators=ESTIMATORS, draws:
     if baseline not in BASELINE_CHOICES:
         raise VaelabError(f"unknown baseline {baseline!r}; choose {', '.join(BASELINE_CHOICES)}")
     latent = model.latent
-    categorical = hasattr(latent, "hard")
+    categorical = latent.relaxed  # a relaxed discrete family: straight-through and score function apply
     if not categorical and any(e != "reparam" for e in estimators):
-        raise VaelabError("straight-through and score-function need a run with --latent categorical; "
-                          "this one has a Gaussian latent (use --estimators reparam)")
+        raise VaelabError(
+            "straight-through and score-function need a run with a discrete latent trained "
+            "through a relaxation (--latent categorical); use --estimators reparam"
+        )
     enc_params = [p for p in model.encoder.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in enc_params)
-    was_training, was_hard = model.training, getattr(latent, "hard", False)
-    model_baseline = getattr(model, "baseline", None)
+    was_training, was_hard = model.training, latent.hard if categorical else False
+    model_baseline = model.baseline
     results: dict[str, dict] = {}
     baseline_used = None
     try:
@@ -97,7 +107,7 @@ def gradient_variance(model: VAE, x: torch.Tensor, estimators=ESTIMATORS, draws:
                 sf_baseline = None
                 if name == "score-function":
                     if baseline == "auto" and model_baseline is not None:
-                        sf_baseline = model_baseline.eval()   # frozen: no running-average updates
+                        sf_baseline = model_baseline.eval()  # frozen: no running-average updates
                         baseline_used = f"the run's {type(model_baseline).__name__}"
                     elif baseline != "none":
                         sf_baseline = _fitted_moving_average(model, x, kl, beta)
@@ -121,7 +131,7 @@ def gradient_variance(model: VAE, x: torch.Tensor, estimators=ESTIMATORS, draws:
                         loss = (terms["rec"] + beta * terms["kl"]).mean()
                     loss.backward()
                     g = _flat_grad(enc_params)
-                    delta = g - mean                       # Welford's running mean and M2
+                    delta = g - mean  # Welford's running mean and M2
                     mean += delta / (i + 1)
                     m2 += delta * (g - mean)
                     neg_elbo += terms["neg_elbo"].detach().mean().item()
@@ -129,8 +139,8 @@ def gradient_variance(model: VAE, x: torch.Tensor, estimators=ESTIMATORS, draws:
                 var = m2 / (draws - 1)
                 norm = mean.norm().item()
                 results[name] = {
-                    "var_mean": var.mean().item(),           # mean over parameters of Var[g_i]
-                    "var_total": var.sum().item(),           # E |g - E g|^2
+                    "var_mean": var.mean().item(),  # mean over parameters of Var[g_i]
+                    "var_total": var.sum().item(),  # E |g - E g|^2
                     "mean_grad_norm": norm,
                     "noise_to_signal": math.sqrt(var.sum().item()) / norm if norm > 0 else math.inf,
                     "neg_elbo": neg_elbo / draws,
@@ -141,20 +151,38 @@ def gradient_variance(model: VAE, x: torch.Tensor, estimators=ESTIMATORS, draws:
         if categorical:
             latent.hard = was_hard
         model.train(was_training)
-    out = {"draws": draws, "points": x.shape[0], "kl": kl, "encoder_parameters": n_params,
-           "tau": getattr(latent, "tau", None), "estimators": results}
+    out = {
+        "draws": draws,
+        "points": x.shape[0],
+        "kl": kl,
+        "encoder_parameters": n_params,
+        "tau": latent.schedule_state().get("tau"),
+        "estimators": results,
+    }
     if baseline_used is not None:
         out["baseline"] = baseline_used
     return out
 
 
-def run_gradvar(run: str | Path, estimators=ESTIMATORS, draws: int = 200, batch_size: int = 100, *,
-                split: str = "train", baseline: str = "auto", tau: float | None = None, seed: int = 0,
-                device: str = "auto", data_dir: str | None = None, progress: bool = False) -> dict:
+def run_gradvar(
+    run: str | Path,
+    estimators=ESTIMATORS,
+    draws: int = 200,
+    batch_size: int = 100,
+    *,
+    split: str = "train",
+    baseline: str = "auto",
+    tau: float | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    data_dir: str | None = None,
+    progress: bool = False,
+) -> dict:
     """`gradient_variance` on the first `batch_size` points of a split of a trained run, at the
     temperature the run ended with (or `tau`), with the run's KL and beta."""
-    from .api import load_run
     from .dataprep import load_inputs
+    from .runs import load_run
+
     if batch_size < 1:
         raise VaelabError(f"--batch-size must be at least 1, got {batch_size}")
     if tau is not None and not tau > 0:
@@ -162,28 +190,48 @@ def run_gradvar(run: str | Path, estimators=ESTIMATORS, draws: int = 200, batch_
     cfg, model = load_run(run, device, data_dir)
     x = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape).images[:batch_size].to(model.device)
     if tau is not None:
-        if not hasattr(model.latent, "tau"):
-            raise VaelabError("--tau applies to runs with --latent categorical")
+        if not model.latent.relaxed:
+            raise VaelabError(
+                "--tau applies to runs whose latent is trained through a relaxation (--latent categorical)"
+            )
         model.latent.tau = tau
-    result = gradient_variance(model, x, estimators, draws, kl=cfg.train.kl, beta=cfg.train.beta,
-                               baseline=baseline, seed=seed, progress=progress)
+    result = gradient_variance(
+        model,
+        x,
+        estimators,
+        draws,
+        kl=cfg.train.kl,
+        beta=cfg.train.beta,
+        baseline=baseline,
+        seed=seed,
+        progress=progress,
+    )
     return {"run": str(run), "split": split, **result}
 
 
 def format_table(result: dict) -> str:
     tau = f", tau {result['tau']:.3g}" if result.get("tau") is not None else ""
-    lines = [f"{result.get('run', 'model')}: gradient of the negative ELBO w.r.t. the encoder's "
-             f"{result['encoder_parameters']:,} parameters",
-             f"{result['draws']} draws on a fixed batch of {result['points']} {result.get('split', '')} points "
-             f"(kl {result['kl']}{tau})".replace("  ", " ")]
+    lines = [
+        f"{result.get('run', 'model')}: gradient of the negative ELBO w.r.t. the encoder's "
+        f"{result['encoder_parameters']:,} parameters",
+        f"{result['draws']} draws on a fixed batch of {result['points']} {result.get('split', '')} points "
+        f"(kl {result['kl']}{tau})".replace("  ", " "),
+    ]
     if "baseline" in result:
         lines.append(f"score-function baseline: {result['baseline']}")
-    header = f"{'estimator':<18} {'mean var/param':>14} {'|mean grad|':>12} {'sqrt(tr var)/|mean|':>20} " \
-             f"{'neg_elbo':>9} {'ms/draw':>8}"
+    header = (
+        f"{'estimator':<18} {'mean var/param':>14} {'|mean grad|':>12} {'sqrt(tr var)/|mean|':>20} "
+        f"{'neg_elbo':>9} {'ms/draw':>8}"
+    )
     lines += ["", header, "-" * len(header)]
     for name, r in result["estimators"].items():
-        lines.append(f"{name:<18} {r['var_mean']:>14.3e} {r['mean_grad_norm']:>12.3e} {r['noise_to_signal']:>20.2f} "
-                     f"{r['neg_elbo']:>9.2f} {r['ms_per_draw']:>8.1f}")
-    lines += ["", "reparam and straight-through estimate the gradient of the relaxed objective (biased for the "
-              "discrete model); score-function is unbiased."]
+        lines.append(
+            f"{name:<18} {r['var_mean']:>14.3e} {r['mean_grad_norm']:>12.3e} {r['noise_to_signal']:>20.2f} "
+            f"{r['neg_elbo']:>9.2f} {r['ms_per_draw']:>8.1f}"
+        )
+    lines += [
+        "",
+        "reparam and straight-through estimate the gradient of the relaxed objective (biased for the "
+        "discrete model); score-function is unbiased.",
+    ]
     return "\n".join(lines)

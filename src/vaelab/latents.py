@@ -1,13 +1,9 @@
-"""Latent families: how encoder outputs become q(z|x), and the prior p(z).
+"""Posterior families q(z|x): how encoder outputs become a distribution over the latent.
 
 A family works on a flat parameter tensor from the encoder and offers what the objectives
-need: reparameterized samples, log-densities, the analytic KL, prior samples. The hot path
-is plain tensor arithmetic; `posterior()` and `prior()` give torch.distributions objects for
-users who want the full protocol.
-
-A family whose behaviour follows the position in training (the categorical temperature) has
-`set_step(step)` and `schedule_state()`; a family that behaves differently in evaluation (the
-categorical latent samples the discrete model there) is an nn.Module, so model.eval() reaches it.
+need: reparameterized samples and log q(z|x) (vaelab.parts.PosteriorFamily). The prior p(z) is a
+separate part (priors.py); closed-form KLs for (family, prior) pairs are declared there. The hot
+path is plain tensor arithmetic; `distribution()` gives a torch.distributions object for users.
 """
 
 from __future__ import annotations
@@ -16,8 +12,9 @@ import math
 
 import torch
 from torch import distributions as D
-from torch import nn
 
+from .parts import LatentView, PosteriorFamily, Prior
+from .registry import register_latent
 from .schedules import gumbel_temperature
 
 LOG_2PI = math.log(2 * math.pi)
@@ -27,7 +24,7 @@ def _logsumexp(v, keepdim: bool = False):
     """logsumexp over the last dimension. Written out because torch's CPU softmax-family kernels
     are slow over a short last dimension (K = 10 classes): on a (500, 20, 10) block,
     log_softmax forward + backward took 78 ms against 2.4 ms for this on 2 busy cores."""
-    m = v.detach().amax(-1, keepdim=True)          # any constant is exact; the max keeps exp <= 1
+    m = v.detach().amax(-1, keepdim=True)  # any constant is exact; the max keeps exp <= 1
     out = (v - m).exp().sum(-1, keepdim=True).log() + m
     return out if keepdim else out.squeeze(-1)
 
@@ -40,16 +37,17 @@ def _log_softmax(v):
     return s - s.exp().sum(-1, keepdim=True).log()
 
 
-class GaussianLatent:
-    """q(z|x) = N(mu, diag(exp(logvar))), p(z) = N(0, I)."""
+@register_latent("gaussian")
+class GaussianPosterior(PosteriorFamily):
+    """q(z|x) = N(mu, diag(exp(logvar))), z of `latent_dim` dimensions; the encoder gives [mu, logvar]."""
 
-    def __init__(self, dim: int):
-        self.dim = dim
-        self.n_params = 2 * dim
+    def __init__(self, cfg):
+        super().__init__()
+        self.dim = cfg.latent_dim
+        self.n_params = 2 * self.dim
 
-    @classmethod
-    def from_config(cls, cfg) -> "GaussianLatent":
-        return cls(cfg.latent_dim)
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
 
     @staticmethod
     def split(params):
@@ -65,48 +63,22 @@ class GaussianLatent:
         eps = torch.randn((n, *mu.shape), dtype=mu.dtype, device=mu.device)
         return mu + torch.exp(0.5 * logvar) * eps
 
-    def log_q(self, z, params):
+    def log_prob(self, z, params):
         """log q(z|x) summed over dimensions; z (..., B, dim) -> (..., B)."""
         mu, logvar = self.split(params)
         return -0.5 * (((z - mu) ** 2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
 
-    def rsample_with_log_ratio(self, params, n: int):
-        """n reparameterized samples and log q(z|x) - log p(z) at them (the Monte-Carlo KL
-        integrand): (n, B, dim), (n, B)."""
-        z = self.rsample(params, n)
-        return z, self.log_q(z, params) - self.log_prior(z)
-
-    def propose(self, params, n: int):
-        """n samples from q(z|x) and their log-density: the importance-sampling proposal."""
-        z = self.rsample(params, n)
-        return z, self.log_q(z, params)
-
     def named_params(self, params) -> dict[str, torch.Tensor]:
-        """The posterior parameters by name, for `vaelab encode`."""
         mu, logvar = self.split(params)
         return {"mu": mu, "logvar": logvar}
 
-    def log_prior(self, z):
-        return -0.5 * (z ** 2 + LOG_2PI).sum(-1)
-
-    def kl(self, params):
-        """KL(q(z|x) || N(0, I)) in closed form (AEVB paper, Appendix B): (B,)."""
-        mu, logvar = self.split(params)
-        return 0.5 * (mu ** 2 + torch.exp(logvar) - 1.0 - logvar).sum(-1)
-
-    def sample_prior(self, n: int, device=None, generator=None):
-        return torch.randn(n, self.dim, device=device, generator=generator)
-
-    def posterior(self, params) -> D.Distribution:
+    def distribution(self, params) -> D.Distribution:
         mu, logvar = self.split(params)
         return D.Independent(D.Normal(mu, torch.exp(0.5 * logvar)), 1)
 
-    def prior(self, device=None) -> D.Distribution:
-        zeros = torch.zeros(self.dim, device=device)
-        return D.Independent(D.Normal(zeros, torch.ones_like(zeros)), 1)
 
-
-class CategoricalLatent(nn.Module):
+@register_latent("categorical")
+class CategoricalPosterior(PosteriorFamily):
     """N independent categorical variables of K classes; z lays their one-hot codes side by
     side, (..., N*K). The encoder gives N*K logits, the prior is uniform: p(z) = K^-N.
 
@@ -122,39 +94,47 @@ class CategoricalLatent(nn.Module):
     from 0 and 1 and y is computed as exp(log_softmax(.)) in the dtype of the logits, so
     nothing overflows or divides by zero at small tau (1e-3 included).
 
-    Evaluation (eval mode) is the discrete model itself: z is the one-hot Gumbel-max sample,
-    log q(z|x) the categorical log-probability and log p(z) = -N log K, so the reported
-    `neg_elbo` and the importance-sampled `nll` are figures of the discrete VAE, not of its
-    relaxation. `propose` (importance sampling, the score-function estimator) is always
-    discrete.
+    Evaluation (eval mode) is the discrete model itself: z is the one-hot Gumbel-max sample and
+    log q(z|x) the categorical log-probability, so the reported `neg_elbo` and the
+    importance-sampled `nll` are figures of the discrete VAE, not of its relaxation. `propose`
+    (importance sampling, the score-function estimator) is always discrete.
 
-    KL: analytic, KL(q || p) = sum_n sum_k q_nk log(q_nk K); or Monte-Carlo. The Monte-Carlo
-    KL of the relaxed sample is log q(y) - log p(y) for the Concrete densities of q (logits)
-    and of the prior (uniform logits) at the same tau, evaluated in log space (the ExpConcrete
-    density of x = log y, Maddison et al. 2017, appendix C; the change of variables cancels in
-    the ratio). Per variable, with tau x_k = tau * log_softmax((l + g) / tau)_k, which stays
-    finite as tau -> 0:
+    KL: analytic with a categorical prior (priors.py), or Monte-Carlo. The Monte-Carlo KL of the
+    relaxed sample is log q(y) - log p(y) for the Concrete densities of q (logits) and of the
+    prior (its logits, uniform by default) at the same tau, evaluated in log space (the
+    ExpConcrete density of x = log y, Maddison et al. 2017, appendix C; the change of variables
+    cancels in the ratio). Per variable, with tau x_k = tau * log_softmax((l + g) / tau)_k, which
+    stays finite as tau -> 0:
 
-        log q(x) - log p(x) = sum_k l_k - K logsumexp_k(l_k - tau x_k) + K logsumexp_k(-tau x_k)
+        log q(x) - log p(x) = sum_k (l_k - m_k) - K logsumexp_k(l_k - tau x_k) + K logsumexp_k(m_k - tau x_k)
 
-    for normalised logits l = log pi. The temperature follows `schedules.gumbel_temperature`
-    of the global step, which the trainer passes in through `set_step`.
+    for normalised logits l = log pi of q and m of the prior. The temperature follows
+    `schedules.gumbel_temperature` of the global step, which the trainer passes in through
+    `set_step`.
     """
 
-    def __init__(self, n: int, k: int, *, tau0: float = 1.0, tau_min: float = 0.5, anneal_rate: float = 0.0,
-                 anneal_every: int = 1, hard: bool = False):
+    discrete = True
+    scheduled = True
+    relaxed = True
+    support = "one-hot"
+    default_prior = "uniform-categorical"
+
+    def __init__(self, cfg):
         super().__init__()
-        self.n, self.k = n, k
-        self.dim = self.n_params = n * k
-        self.tau0, self.tau_min, self.anneal_rate, self.anneal_every = tau0, tau_min, anneal_rate, anneal_every
-        self.hard = hard
+        self.n, self.k = cfg.categorical_dims
+        self.dim = self.n_params = self.n * self.k
+        self.tau0, self.tau_min, self.anneal_rate, self.anneal_every = (
+            cfg.tau0,
+            cfg.tau_min,
+            cfg.anneal_rate,
+            cfg.anneal_every,
+        )
+        self.hard = cfg.hard
         self.set_step(0)
 
-    @classmethod
-    def from_config(cls, cfg) -> "CategoricalLatent":
-        n, k = cfg.categorical_dims
-        return cls(n, k, tau0=cfg.tau0, tau_min=cfg.tau_min, anneal_rate=cfg.anneal_rate,
-                   anneal_every=cfg.anneal_every, hard=cfg.hard)
+    @property
+    def view(self) -> LatentView:
+        return LatentView("categorical", self.dim, self.n, self.k)
 
     def extra_repr(self) -> str:
         return f"n={self.n}, k={self.k}, tau={self.tau:.3g}, hard={self.hard}"
@@ -185,37 +165,40 @@ class CategoricalLatent(nn.Module):
         """Gumbel-max: one-hot samples z ~ q(z|x) (no gradient) and log q(z|x) (with gradient
         to the logits): (n, B, N*K), (n, B)."""
         log_pi, perturbed = self._perturbed(params, n)
-        idx = perturbed.argmax(-1, keepdim=True)                                   # (n, B, N, 1)
+        idx = perturbed.argmax(-1, keepdim=True)  # (n, B, N, 1)
         z = torch.zeros_like(perturbed).scatter_(-1, idx, 1.0)
         log_q = log_pi.expand_as(perturbed).gather(-1, idx).squeeze(-1).sum(-1)
         return z.flatten(-2), log_q
 
     def _relaxed(self, params, n: int):
-        """Gumbel-Softmax samples (straight-through if `hard`), (n, B, N*K), and log q - log p
-        of the relaxed sample under the Concrete densities, (n, B)."""
+        """Gumbel-Softmax samples (straight-through if `hard`), (n, B, N*K), with tau * log y
+        (n, B, N, K) and log pi (B, N, K), which the Concrete densities need."""
         log_pi, perturbed = self._perturbed(params, n)
         tau = self.tau
         log_y = _log_softmax(perturbed / tau)
-        y, tau_x = log_y.exp(), tau * log_y          # tau * log y = O(logit range) for any tau
+        y, tau_x = log_y.exp(), tau * log_y  # tau * log y = O(logit range) for any tau
         if self.hard:
             one_hot = torch.zeros_like(y).scatter_(-1, y.argmax(-1, keepdim=True), 1.0)
-            y = one_hot + (y - y.detach())   # exactly one-hot forward, gradient of y backward
-        k = self.k
-        log_ratio = (log_pi.sum(-1) - k * _logsumexp(log_pi - tau_x)
-                     + k * _logsumexp(-tau_x)).sum(-1)
-        return y.flatten(-2), log_ratio
+            y = one_hot + (y - y.detach())  # exactly one-hot forward, gradient of y backward
+        return y.flatten(-2), tau_x, log_pi
 
     def rsample(self, params, n: int):
         """n samples: relaxed (or straight-through) in training, one-hot in evaluation: (n, B, N*K)."""
-        return self.rsample_with_log_ratio(params, n)[0]
+        if self.training:
+            return self._relaxed(params, n)[0]
+        return self._discrete(params, n)[0]
 
-    def rsample_with_log_ratio(self, params, n: int):
+    def rsample_with_log_ratio(self, params, n: int, prior: Prior):
         """n samples and log q(z|x) - log p(z) at them: the relaxed (Concrete) densities in
         training, the categorical ones in evaluation: (n, B, N*K), (n, B)."""
-        if self.training:
-            return self._relaxed(params, n)
-        z, log_q = self._discrete(params, n)
-        return z, log_q + self.n * math.log(self.k)
+        if not self.training:
+            z, log_q = self._discrete(params, n)
+            return z, log_q - prior.log_prob(z)
+        z, tau_x, log_pi = self._relaxed(params, n)
+        m = prior.log_probs().to(log_pi)  # (N, K) normalised prior logits
+        k = self.k
+        log_ratio = ((log_pi - m).sum(-1) - k * _logsumexp(log_pi - tau_x) + k * _logsumexp(m - tau_x)).sum(-1)
+        return z, log_ratio
 
     def propose(self, params, n: int):
         """n one-hot samples from q(z|x) and their categorical log-probability (with gradient
@@ -223,39 +206,20 @@ class CategoricalLatent(nn.Module):
         return self._discrete(params, n)
 
     # -- densities ---------------------------------------------------------------------------
-    def log_q(self, z, params):
+    def log_prob(self, z, params):
         """log q(z|x) of one-hot z (..., B, N*K) -> (..., B)."""
         return (z.unflatten(-1, (self.n, self.k)) * self.log_probs(params)).sum((-2, -1))
-
-    def log_prior(self, z):
-        """log p(z) = -N log K for one-hot z (..., N*K) -> (...)."""
-        return torch.full(z.shape[:-1], -self.n * math.log(self.k), dtype=z.dtype, device=z.device)
-
-    def kl(self, params):
-        """KL(q(z|x) || uniform) = sum_n sum_k q_nk (log q_nk + log K): (B,)."""
-        log_pi = self.log_probs(params)
-        return (log_pi.exp() * (log_pi + math.log(self.k))).sum((-2, -1))
 
     # -- what users ask for ------------------------------------------------------------------
     def mean(self, params):
         """E_q[z]: the class probabilities, (B, N*K)."""
         return self.log_probs(params).exp().flatten(-2)
 
-    def sample_prior(self, n: int, device=None, generator=None):
-        idx = torch.randint(self.k, (n, self.n), device=device, generator=generator)
-        return torch.nn.functional.one_hot(idx, self.k).float().flatten(-2)
-
-    def posterior(self, params) -> D.Distribution:
+    def distribution(self, params) -> D.Distribution:
         """q(z|x) over (N, K) one-hot arrays."""
         return D.Independent(D.OneHotCategorical(logits=self.log_probs(params)), 1)
-
-    def prior(self, device=None) -> D.Distribution:
-        return D.Independent(D.OneHotCategorical(logits=torch.zeros(self.n, self.k, device=device)), 1)
 
     def named_params(self, params) -> dict[str, torch.Tensor]:
         """Class probabilities and normalised log-probabilities, each (B, N, K)."""
         log_pi = self.log_probs(params)
         return {"probs": log_pi.exp(), "log_probs": log_pi}
-
-
-LATENTS = {"gaussian": GaussianLatent, "categorical": CategoricalLatent}

@@ -12,10 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import distributions as D
 
+from .parts import Likelihood
+from .registry import register_likelihood
+
 LOG_2PI = math.log(2 * math.pi)
 
 
-class BernoulliLikelihood:
+@register_likelihood("bernoulli")
+class BernoulliLikelihood(Likelihood):
     """Independent Bernoulli pixels on logits (never sigmoid + BCE: that loses precision)."""
 
     n_params = 1
@@ -36,7 +40,8 @@ class BernoulliLikelihood:
         return D.Independent(D.Bernoulli(logits=logits), 1)
 
 
-class GaussianLikelihood:
+@register_likelihood("gaussian")
+class GaussianLikelihood(Likelihood):
     """Independent Gaussian pixels: means through a sigmoid and a learned log-variance per
     pixel, both outputs of the decoder (the AEVB paper's Frey Face model, Appendix C.2).
 
@@ -66,6 +71,3 @@ class GaussianLikelihood:
     def distribution(self, params) -> D.Distribution:
         mean, logvar = self.split(params)
         return D.Independent(D.Normal(mean, torch.exp(0.5 * logvar)), 1)
-
-
-LIKELIHOODS = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}

@@ -1,52 +1,99 @@
-"""The VAE: an encoder network and a latent family make q(z|x); a decoder network and a
-likelihood make p(x|z); the prior comes with the latent family.
+"""The VAE: parts joined by distributions, each picked by name from its registry.
 
-    x --encoder--> params --latent--> q(z|x)        z --decoder--> params --likelihood--> p(x|z)
+    x --encoder--> params --posterior family--> q(z|x)          prior --> p(z)
+    z --decoder--> params --likelihood--> p(x|z)
 
-The parts are picked by name from registries, so a new network, latent family or likelihood
-is one entry in a dict, and nothing here or in the trainer changes.
+Everything the objectives and the evaluation need is one quantity, computed here alone:
+
+    log w = log p(x|z) + log p(z) - log q(z|x),   z ~ q(z|x)        (`log_weights`)
+
+A new network, posterior family, prior or likelihood is a registered class (vaelab.parts); nothing
+here or in the trainer changes.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .baselines import BASELINES
 from .config import ModelConfig
-from .latents import LATENTS
-from .likelihoods import LIKELIHOODS
-from .networks import INITS, NETWORKS
+from .errors import VaelabError
+from .parts import analytic_kl, require_analytic_kl
+from .registry import BASELINES, INITS, LIKELIHOODS, NETWORKS, POSTERIORS, PRIORS
 
-__all__ = ["VAE", "NETWORKS", "LATENTS", "LIKELIHOODS"]
+__all__ = ["VAE", "LogWeights"]
+
+
+@dataclass
+class LogWeights:
+    """n samples z ~ q(z|x) per point and the terms of their importance log-weights, each (n, B):
+    log w = log_px_z - log_ratio, with log_ratio = log q(z|x) - log p(z). `log_q` (with its
+    gradient to the encoder) is kept for proposals, which the score-function estimator needs."""
+
+    z: torch.Tensor
+    log_px_z: torch.Tensor
+    log_ratio: torch.Tensor | None
+    params: torch.Tensor
+    log_q: torch.Tensor | None = None
+
+    @property
+    def ratio(self) -> torch.Tensor:
+        """log q(z|x) - log p(z), (n, B) (computed unless log_weights was told ratio=False)."""
+        if self.log_ratio is None:
+            raise AssertionError("log_weights(..., ratio=False) did not compute log q - log p")
+        return self.log_ratio
+
+    @property
+    def log_w(self) -> torch.Tensor:
+        return self.log_px_z - self.ratio
 
 
 class VAE(nn.Module):
+    checkpoint_info: dict  # {"epoch", "step"} of the weights a loaded model holds
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.input_shape = tuple(cfg.input_shape)
-        self.latent = LATENTS[cfg.latent].from_config(cfg)
+        self.latent = POSTERIORS[cfg.latent](cfg)
+        self.prior = PRIORS[self.latent.default_prior if cfg.prior == "auto" else cfg.prior](cfg, self.latent)
+        if self.prior.support != self.latent.support:
+            raise VaelabError(
+                f"--prior {cfg.prior} is a prior over {self.prior.support} values, but --latent "
+                f"{cfg.latent} has {self.latent.support} latents; pick a prior for them "
+                f"(--prior auto gives {self.latent.default_prior})"
+            )
+        if cfg.hard and not self.latent.relaxed:
+            raise VaelabError(
+                f"--hard (straight-through) needs a latent trained through a relaxation "
+                f"(--latent categorical); --latent {cfg.latent} has none"
+            )
         self.likelihood = LIKELIHOODS[cfg.likelihood]()
-        encoder_cls, decoder_cls = NETWORKS[cfg.network]
-        self.encoder = encoder_cls(self.input_shape, self.latent.n_params, cfg.hidden, cfg.activation,
-                                   channels=cfg.channels)
-        self.decoder = decoder_cls(self.latent.dim, self.input_shape, self.likelihood.n_params,
-                                   cfg.hidden, cfg.activation, channels=cfg.channels)
+        family = NETWORKS[cfg.network]
+        self.network = family
+        self.encoder = family.encoder(cfg, self.input_shape, self.latent.n_params)
+        self.decoder = family.decoder(cfg, self.latent.decoder_dim, self.input_shape, self.likelihood.n_params)
         for net in (self.encoder, self.decoder):
             INITS[cfg.init](net)
         # The score-function estimator's control variate: model state (a running average, or
         # the weights of a learned b(x)), so it is checkpointed and trained with the rest.
         self.baseline = BASELINES[cfg.baseline](self.input_shape) if cfg.baseline != "none" else None
+        self.prior.attach(self)
 
     def init_output_bias(self, mean_image: torch.Tensor) -> None:
         """Start the decoder at the data's mean: the output bias of every pixel's mean parameter
         is logit(mean training pixel), clipped to [0.001, 0.999] (the IWAE code's
         `get_train_bias`), so an untrained model already predicts the average image."""
+        if not self.network.per_pixel_output:
+            raise VaelabError(
+                f"--output-bias data-mean needs a network with one output bias per pixel; "
+                f"--model {self.cfg.network} has none"
+            )
         p = mean_image.flatten().double().clamp(1e-3, 1 - 1e-3)
-        self.decoder.set_output_bias((p.log() - (-p).log1p()).float())
+        self.network.set_output_bias(self.decoder, (p.log() - (-p).log1p()).float())
 
     @property
     def device(self) -> torch.device:
@@ -54,14 +101,13 @@ class VAE(nn.Module):
 
     # -- the position in training -----------------------------------------------------------
     def set_step(self, step: int) -> None:
-        """Tell the parts that follow a schedule (the categorical latent's temperature) the
-        0-based global training step; the trainer calls it before every step."""
-        if hasattr(self.latent, "set_step"):
-            self.latent.set_step(step)
+        """Tell a scheduled posterior family (the categorical temperature) the 0-based global
+        training step; the trainer calls it before every step."""
+        self.latent.set_step(step)
 
     def schedule_state(self) -> dict[str, float]:
         """The scheduled values now in force, e.g. {"tau": 0.5}, for the metrics."""
-        return self.latent.schedule_state() if hasattr(self.latent, "schedule_state") else {}
+        return self.latent.schedule_state()
 
     # -- the two halves -------------------------------------------------------------------
     def encode(self, x):
@@ -72,6 +118,7 @@ class VAE(nn.Module):
 
     def decode(self, z):
         """Parameters of p(x|z) for latents z (..., D), flat over pixels: (..., n_params * P)."""
+        z = self.latent.to_decoder(z)
         lead = z.shape[:-1]
         return self.decoder(z.reshape(-1, z.shape[-1])).reshape(*lead, -1).float()
 
@@ -79,13 +126,41 @@ class VAE(nn.Module):
         """log p(x|z) in nats, x (B, C, H, W), dec_params (..., B, n*P) -> (..., B)."""
         return self.likelihood.log_prob(x.flatten(1), dec_params)
 
+    # -- the one quantity ---------------------------------------------------------------------
+    def log_weights(self, x, n: int, *, params=None, proposal: bool = False, ratio: bool = True) -> LogWeights:
+        """n samples z ~ q(z|x) for each point of x and their log p(x|z), log q(z|x) - log p(z).
+
+        proposal=False: path-wise samples (reparameterized; relaxed in training for a relaxed
+        family), for gradients through z. proposal=True: samples of the model as evaluated (a
+        discrete family's one-hot codes), with log q(z|x) kept in `log_q`: importance sampling
+        and the score-function estimator. ratio=False skips log q - log p (an analytic KL)."""
+        params = self.encode(x) if params is None else params
+        log_q = None
+        if proposal:
+            z, log_q = self.latent.propose(params, n)  # (n, B, D), (n, B)
+            log_ratio = log_q - self.prior.log_prob(z) if ratio else None
+        elif ratio:
+            z, log_ratio = self.latent.rsample_with_log_ratio(params, n, self.prior)
+        else:
+            z, log_ratio = self.latent.rsample(params, n), None
+        return LogWeights(z, self.log_px_given_z(x, self.decode(z)), log_ratio, params, log_q)
+
+    def analytic_kl(self, params) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) in closed form, (B,); a VaelabError for a pair without one."""
+        return require_analytic_kl(self.latent, self.prior)(params)
+
+    @property
+    def has_analytic_kl(self) -> bool:
+        return analytic_kl(self.latent, self.prior) is not None
+
     # -- what users ask of a trained model --------------------------------------------------
     def posterior(self, x):
         """q(z|x) as a torch.distributions object."""
-        return self.latent.posterior(self.encode(x))
+        return self.latent.distribution(self.encode(x))
 
-    def prior(self):
-        return self.latent.prior(self.device)
+    def prior_distribution(self):
+        """p(z) as a torch.distributions object (None for a prior without one)."""
+        return self.prior.distribution(self.device)
 
     def decode_mean(self, z):
         """E[x|z] as images (B, C, H, W)."""
@@ -94,7 +169,7 @@ class VAE(nn.Module):
     @torch.inference_mode()
     def sample(self, n: int, generator: torch.Generator | None = None, mean: bool = True):
         """n images from the model: z ~ p(z), then E[x|z] (mean=True) or a draw from p(x|z)."""
-        z = self.latent.sample_prior(n, device=self.device, generator=generator)
+        z = self.prior.sample(n, device=self.device, generator=generator)
         params = self.decode(z)
         x = self.likelihood.mean(params) if mean else self.likelihood.sample(params, generator)
         return x.reshape(n, *self.input_shape)
@@ -115,14 +190,18 @@ class VAE(nn.Module):
         found: list[tuple[nn.Module, tuple, tuple]] = []
         parts = {"encoder": self.encoder, "decoder": self.decoder}
         nets = [parts[part]] if part else list(parts.values())
-        hooks = [m.register_forward_hook(lambda m, i, o: found.append((m, tuple(i[0].shape), tuple(o.shape))))
-                 for net in nets for m in net.modules() if isinstance(m, kinds)]
+        hooks = [
+            m.register_forward_hook(lambda m, i, o: found.append((m, tuple(i[0].shape), tuple(o.shape))))
+            for net in nets
+            for m in net.modules()
+            if isinstance(m, kinds)
+        ]
         try:
             with torch.no_grad():
                 if part in (None, "encoder"):
                     self.encoder(torch.zeros(1, *self.input_shape, device=self.device))
                 if part in (None, "decoder"):
-                    self.decoder(torch.zeros(1, self.latent.dim, device=self.device))
+                    self.decoder(torch.zeros(1, self.latent.decoder_dim, device=self.device))
         finally:
             for h in hooks:
                 h.remove()
@@ -138,6 +217,8 @@ class VAE(nn.Module):
         for m, shape_in, shape_out in self.layer_shapes():
             if isinstance(m, nn.Linear):
                 total += m.in_features * m.out_features
+            elif not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                continue
             elif isinstance(m, nn.ConvTranspose2d):
                 total += math.prod(shape_in) * m.out_channels // m.groups * math.prod(m.kernel_size)
             else:

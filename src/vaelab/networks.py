@@ -13,7 +13,11 @@ import math
 import torch
 from torch import nn
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+from .parts import NetworkFamily
+from .registry import ACTIVATIONS, INITS, register_network
+
+ACTIVATIONS.add("tanh", nn.Tanh)
+ACTIVATIONS.add("relu", nn.ReLU)
 
 
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
@@ -46,7 +50,9 @@ def init_normal(net: nn.Module, std: float = 0.01) -> None:
 
 
 # name -> function(network) that re-initialises it in place ("torch" keeps PyTorch's default)
-INITS = {"torch": lambda net: None, "glorot": init_glorot, "normal": init_normal}
+INITS.add("torch", lambda net: None)
+INITS.add("glorot", init_glorot)
+INITS.add("normal", init_normal)
 
 
 class MLPEncoder(nn.Module):
@@ -59,20 +65,13 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    def __init__(self, n_in: int, output_shape, n_params: int, hidden: list[int], activation: str,
-                 channels=()):
+    def __init__(self, n_in: int, output_shape, n_params: int, hidden: list[int], activation: str, channels=()):
         super().__init__()
         # The decoder mirrors the encoder: hidden sizes in reverse order.
         self.net = mlp([n_in, *reversed(hidden), n_params * math.prod(output_shape)], activation)
 
     def forward(self, z):
         return self.net(z)
-
-    def set_output_bias(self, bias) -> None:
-        """Set the first len(bias) output biases (the first parameter of every pixel)."""
-        last = self.net[-1]
-        with torch.no_grad():
-            last.bias[:bias.numel()] = bias.to(last.bias)
 
 
 # -- convolutional ------------------------------------------------------------------------------
@@ -88,11 +87,13 @@ def conv_plan(size: tuple[int, int], n_layers: int) -> tuple[list[tuple[int, int
     """Feature-map sizes [(H, W), after layer 1, ...] and per-layer strides for `n_layers` 3x3
     convolutions. A side is halved (stride 2) while it is larger than 2, then kept (stride 1), so
     small or narrow images never shrink to nothing."""
-    sizes, strides = [tuple(size)], []
+    sizes: list[tuple[int, int]] = [(size[0], size[1])]
+    strides: list[tuple[int, int]] = []
     for _ in range(n_layers):
-        stride = tuple(2 if n > 2 else 1 for n in sizes[-1])
+        (h, w) = sizes[-1]
+        stride = (2 if h > 2 else 1, 2 if w > 2 else 1)
         strides.append(stride)
-        sizes.append(tuple((n - 1) // s + 1 for n, s in zip(sizes[-1], stride)))  # ceil(n / s)
+        sizes.append(((h - 1) // stride[0] + 1, (w - 1) // stride[1] + 1))  # ceil(n / s)
     return sizes, strides
 
 
@@ -122,22 +123,22 @@ class ConvDecoder(nn.Module):
     last giving n_params * C maps of exactly the input size: (B, n_params * C, H, W), flattened,
     which is the channel-block layout the likelihoods expect."""
 
-    def __init__(self, n_in: int, output_shape, n_params: int, hidden: list[int], activation: str,
-                 channels=(32, 64)):
+    def __init__(self, n_in: int, output_shape, n_params: int, hidden: list[int], activation: str, channels=(32, 64)):
         super().__init__()
         c, h, w = output_shape
         sizes, strides = conv_plan((h, w), len(channels))
         self.feature_shape = (channels[-1], *sizes[-1])
-        self.fc = nn.Sequential(mlp([n_in, *reversed(hidden), math.prod(self.feature_shape)], activation),
-                                ACTIVATIONS[activation]())
+        self.fc = nn.Sequential(
+            mlp([n_in, *reversed(hidden), math.prod(self.feature_shape)], activation), ACTIVATIONS[activation]()
+        )
         c_ins = list(reversed(channels))
         c_outs = [*reversed(channels[:-1]), n_params * c]
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip(c_ins, c_outs)):
-            layer = len(channels) - 1 - i              # undo encoder layer `layer`: sizes[layer+1] -> sizes[layer]
+            layer = len(channels) - 1 - i  # undo encoder layer `layer`: sizes[layer+1] -> sizes[layer]
             stride, src, dst = strides[layer], sizes[layer + 1], sizes[layer]
             # a transposed 3x3 conv with padding 1 gives (n - 1) * s + 1 + output_padding
-            extra = tuple(d - ((n - 1) * s + 1) for d, n, s in zip(dst, src, stride))
+            extra = (dst[0] - ((src[0] - 1) * stride[0] + 1), dst[1] - ((src[1] - 1) * stride[1] + 1))
             assert all(0 <= e < s for e, s in zip(extra, stride)), (dst, src, stride)
             layers.append(nn.ConvTranspose2d(c_in, c_out, KERNEL, stride, KERNEL // 2, output_padding=extra))
             if i < len(channels) - 1:
@@ -148,6 +149,37 @@ class ConvDecoder(nn.Module):
         return self.deconv(self.fc(z).view(-1, *self.feature_shape)).flatten(1)
 
 
-# name -> (encoder class, decoder class). Both take (shapes..., hidden, activation, channels);
-# the MLP ignores channels.
-NETWORKS = {"mlp": (MLPEncoder, MLPDecoder), "conv": (ConvEncoder, ConvDecoder)}
+@register_network("mlp")
+class MLP(NetworkFamily):
+    """Fully connected: `hidden` sizes with `activation` between them; the decoder mirrors the
+    encoder (hidden sizes in reverse)."""
+
+    per_pixel_output = True
+
+    @staticmethod
+    def encoder(cfg, input_shape, n_out):
+        return MLPEncoder(input_shape, n_out, cfg.hidden, cfg.activation)
+
+    @staticmethod
+    def decoder(cfg, n_in, output_shape, n_params):
+        return MLPDecoder(n_in, output_shape, n_params, cfg.hidden, cfg.activation)
+
+    @staticmethod
+    def set_output_bias(decoder, bias):
+        last = decoder.net[-1]
+        with torch.no_grad():
+            last.bias[: bias.numel()] = bias.to(last.bias)
+
+
+@register_network("conv")
+class Conv(NetworkFamily):
+    """3x3 convolutions with `channels` (stride 2 while the map is larger than 2x2), then fully
+    connected `hidden` layers; the decoder mirrors it with transposed convolutions."""
+
+    @staticmethod
+    def encoder(cfg, input_shape, n_out):
+        return ConvEncoder(input_shape, n_out, cfg.hidden, cfg.activation, channels=cfg.channels)
+
+    @staticmethod
+    def decoder(cfg, n_in, output_shape, n_params):
+        return ConvDecoder(n_in, output_shape, n_params, cfg.hidden, cfg.activation, channels=cfg.channels)

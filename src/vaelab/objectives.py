@@ -20,41 +20,63 @@ For a discrete (categorical) latent the ELBO's gradient has two estimators (trai
 or straight-through with --hard), and `score-function`, REINFORCE with a baseline
 (`score_function_terms`).
 
-Each training objective maps (model, x, train config) to (loss, per-example terms); the trainer
-picks one by name from OBJECTIVES and knows nothing else about it.
+Every objective is built on one quantity, computed in one place (`VAE.log_weights`):
+
+    log w = log p(x|z) + log p(z) - log q(z|x),   z ~ q(z|x),
+
+the ELBO with Monte-Carlo KL is its mean, L_k its log-mean-exp, the score-function estimator's
+learning signal is made of it, and so is the importance-sampled `nll` (evaluation.py).
+
+Each training objective maps (model, x, StepContext) to (loss, per-example terms); it is
+registered by name (`@register_objective`), and the trainer knows nothing else about it. The
+context carries what an objective may need beyond the batch: the train settings, the global
+step and epoch, the size of the training set.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
+from .config import TrainConfig
 from .model import VAE
+from .registry import ESTIMATORS, OBJECTIVES, register_estimator, register_objective
+
+
+@dataclass
+class StepContext:
+    """What an objective may need besides the model and the batch."""
+
+    train: TrainConfig  # the run's settings
+    step: int = 0  # 0-based global step of this update
+    epoch: int = 0  # 0-based epoch
+    n_train: int = 0  # examples in the training set
+    steps_per_epoch: int = 0
 
 
 def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1, kl: str = "analytic", params=None):
-    """Per-example `rec`, `kl` and `neg_elbo` = rec + kl, each (B,).
-
-    With kl="mc" the KL is estimated from the same samples as log q(z|x) - log p(z). `params`,
-    the encoder's output for x, is computed when not given."""
-    params = model.encode(x) if params is None else params
-    if kl == "analytic":
-        z = model.latent.rsample(params, samples)                                 # (L, B, D)
-        kl_term = model.latent.kl(params)
-    else:
-        z, log_ratio = model.latent.rsample_with_log_ratio(params, samples)       # log q - log p
-        kl_term = log_ratio.mean(0)
-    log_px = model.log_px_given_z(x, model.decode(z))         # (L, B)
-    rec = -log_px.mean(0)
+    """Per-example `rec`, `kl` and `neg_elbo` = rec + kl, each (B,), from `samples` path-wise
+    samples of z. kl="analytic" uses the (posterior, prior) pair's closed form (an error for a
+    pair without one); "mc" estimates it from the same samples as mean(log q(z|x) - log p(z))."""
+    lw = model.log_weights(x, samples, params=params, ratio=kl != "analytic")
+    rec = -lw.log_px_z.mean(0)
+    kl_term = model.analytic_kl(lw.params) if kl == "analytic" else lw.ratio.mean(0)
     return {"neg_elbo": rec + kl_term, "rec": rec, "kl": kl_term}
 
 
-def elbo_loss(model: VAE, x: torch.Tensor, t) -> tuple[torch.Tensor, dict]:
-    """Mean over the batch of rec + beta * kl (the ELBO for beta = 1), with L = t.samples,
-    differentiated by the estimator `t.estimator` (the path-wise one unless told)."""
-    if t.estimator != "reparam":
-        return ESTIMATORS[t.estimator](model, x, t)
+@register_objective("elbo", uses_estimator=True)
+def elbo_loss(model: VAE, x: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, dict]:
+    """Mean over the batch of rec + beta * kl (the ELBO for beta = 1), with L = train.samples,
+    differentiated by the estimator train.estimator."""
+    return ESTIMATORS[ctx.train.estimator](model, x, ctx)
+
+
+@register_estimator("reparam")
+def reparameterized(model: VAE, x: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, dict]:
+    """The path-wise gradient through the family's samples (reparameterized, or relaxed)."""
+    t = ctx.train
     terms = elbo_terms(model, x, t.samples, t.kl)
     loss = terms["neg_elbo"].mean() if t.beta == 1.0 else (terms["rec"] + t.beta * terms["kl"]).mean()
     return loss, terms
@@ -62,21 +84,20 @@ def elbo_loss(model: VAE, x: torch.Tensor, t) -> tuple[torch.Tensor, dict]:
 
 def iwae_terms(model: VAE, x: torch.Tensor, k: int):
     """Per-example `neg_iwae` = -L_k, and the ELBO terms estimated from the same k samples."""
-    params = model.encode(x)
-    z, log_q_minus_prior = model.latent.rsample_with_log_ratio(params, k)  # (k, B, D), (k, B)
-    log_px_z = model.log_px_given_z(x, model.decode(z))                   # (k, B)
-    log_w = log_px_z - log_q_minus_prior
-    rec, kl = -log_px_z.mean(0), log_q_minus_prior.mean(0)
-    return {"neg_iwae": math.log(k) - torch.logsumexp(log_w, 0), "neg_elbo": rec + kl, "rec": rec, "kl": kl}
+    lw = model.log_weights(x, k)
+    rec, kl = -lw.log_px_z.mean(0), lw.ratio.mean(0)
+    return {"neg_iwae": math.log(k) - torch.logsumexp(lw.log_w, 0), "neg_elbo": rec + kl, "rec": rec, "kl": kl}
 
 
-def iwae_loss(model: VAE, x: torch.Tensor, t) -> tuple[torch.Tensor, dict]:
-    terms = iwae_terms(model, x, t.k)
+@register_objective("iwae", samples_per_point=lambda t: t.k)
+def iwae_loss(model: VAE, x: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, dict]:
+    terms = iwae_terms(model, x, ctx.train.k)
     return terms["neg_iwae"].mean(), terms
 
 
-def score_function_terms(model: VAE, x: torch.Tensor, samples: int = 1, kl: str = "analytic", beta: float = 1.0,
-                         baseline=None):
+def score_function_terms(
+    model: VAE, x: torch.Tensor, samples: int = 1, kl: str = "analytic", beta: float = 1.0, baseline=None
+):
     """The ELBO with the score-function (REINFORCE, likelihood-ratio) gradient for a discrete
     latent (Williams 1992; Mnih & Gregor 2014): the surrogate loss, per example (B,), and the
     usual per-example terms.
@@ -103,15 +124,15 @@ def score_function_terms(model: VAE, x: torch.Tensor, samples: int = 1, kl: str 
 
     Returns (surrogate (B,), terms, baseline loss): the terms are the ELBO's `neg_elbo`, `rec`,
     `kl`, estimated from the discrete samples."""
-    params = model.encode(x)
-    z, log_q = model.latent.propose(params, samples)                          # (L, B, D), (L, B)
-    log_px = model.log_px_given_z(x, model.decode(z))                          # (L, B)
+    lw = model.log_weights(x, samples, proposal=True)  # discrete z, log q with its gradient
+    log_px, log_q = lw.log_px_z, lw.log_q  # (L, B)
+    exact: torch.Tensor | float
     if kl == "analytic":
-        kl_term = model.latent.kl(params)
+        kl_term = model.analytic_kl(lw.params)
         signal = log_px.detach()
         exact = beta * kl_term
     else:
-        kl_sample = (log_q - model.latent.log_prior(z)).detach()
+        kl_sample = lw.ratio.detach()
         kl_term = kl_sample.mean(0)
         signal = log_px.detach() - beta * kl_sample
         exact = 0.0
@@ -124,15 +145,13 @@ def score_function_terms(model: VAE, x: torch.Tensor, samples: int = 1, kl: str 
     return surrogate, {"neg_elbo": rec + kl_term.detach(), "rec": rec, "kl": kl_term.detach()}, baseline_loss
 
 
-def score_function_loss(model: VAE, x: torch.Tensor, t) -> tuple[torch.Tensor, dict]:
+@register_estimator("score-function", pathwise=False, discrete_only=True, uses_baseline=True)
+def score_function_loss(model: VAE, x: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, dict]:
     """The ELBO's score-function estimator with the model's baseline (if any), plus the loss
     that trains a learned baseline; see `score_function_terms`."""
-    surrogate, terms, baseline_loss = score_function_terms(model, x, t.samples, t.kl, t.beta,
-                                                           getattr(model, "baseline", None))
+    t = ctx.train
+    surrogate, terms, baseline_loss = score_function_terms(model, x, t.samples, t.kl, t.beta, model.baseline)
     return surrogate.mean() + baseline_loss, terms
 
 
-# How the ELBO's gradient is estimated (train.estimator); "reparam" is elbo_loss itself.
-ESTIMATORS = {"score-function": score_function_loss}
-
-OBJECTIVES = {"elbo": elbo_loss, "iwae": iwae_loss}
+__all__ = ["OBJECTIVES", "ESTIMATORS", "StepContext", "elbo_terms", "iwae_terms", "score_function_terms"]

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import torch
 
+from .registry import OPTIMIZERS
+
 
 def adam(params, t, device: torch.device) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps,
-                            weight_decay=t.weight_decay, fused=True)
+    return torch.optim.Adam(
+        params, lr=t.lr, betas=tuple(t.adam_betas), eps=t.adam_eps, weight_decay=t.weight_decay, fused=True
+    )
 
 
 def adagrad(params, t, device: torch.device) -> torch.optim.Optimizer:
@@ -17,4 +20,5 @@ def adagrad(params, t, device: torch.device) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
 
 
-OPTIMIZERS = {"adam": adam, "adagrad": adagrad}
+OPTIMIZERS.add("adam", adam)
+OPTIMIZERS.add("adagrad", adagrad)

@@ -8,36 +8,12 @@ they hold for every network, latent family and likelihood, a user's own included
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
-from .errors import VaelabError
+from .memory import human, require_host
 
 FLOAT = 4  # bytes
-
-
-def available_memory() -> int:
-    """Bytes the process may still allocate: MemAvailable (Linux), else the physical memory."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 2**63
-
-
-def human(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
-        if n < 1024 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
 
 
 def require(needed: float, what: str, fix: str, *, device: torch.device | str = "cpu") -> None:
@@ -45,17 +21,15 @@ def require(needed: float, what: str, fix: str, *, device: torch.device | str = 
     device = torch.device(device)
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
-        where = f"the GPU's {human(free)} free"
+        require_host(needed, what, fix, free, f"the GPU's {human(free)} free")
     else:
-        free = available_memory()
-        where = f"the {human(free)} of memory available"
-    if needed > 0.9 * free:
-        raise VaelabError(f"{what} needs about {human(needed)}, more than {where}; {fix}")
+        require_host(needed, what, fix)
 
 
 def meta_model(model_cfg):
     """The VAE of a model config with shapes but no storage (nothing allocated)."""
     from .model import VAE
+
     with torch.device("meta"):
         return VAE(model_cfg)
 
@@ -76,8 +50,12 @@ def activation_sizes(model) -> tuple[int, int]:
 def check_model(model_cfg, device="cpu") -> None:
     """The model's weights fit (loading a run, building a new model)."""
     meta = meta_model(model_cfg)
-    require(2 * model_bytes(meta), f"a model of {sum(p.numel() for p in meta.parameters()):,} parameters",
-            "make --hidden, --latent-dim or --channels smaller", device=device)
+    require(
+        2 * model_bytes(meta),
+        f"a model of {sum(p.numel() for p in meta.parameters()):,} parameters",
+        "make --hidden, --latent-dim or --channels smaller",
+        device=device,
+    )
 
 
 def check_training(cfg, device="cpu") -> None:
@@ -86,12 +64,16 @@ def check_training(cfg, device="cpu") -> None:
     backward pass and their gradients."""
     meta = meta_model(cfg.model)
     t = cfg.train
-    samples = t.k if t.objective == "iwae" else t.samples
+    from .registry import OBJECTIVES
+
+    samples = OBJECTIVES[t.objective].samples_per_point(t)
     enc, dec = activation_sizes(meta)
     weights = 4 * model_bytes(meta)
     step = 3 * FLOAT * t.batch_size * (enc + samples * dec)
     n = sum(p.numel() for p in meta.parameters())
-    require(weights + step,
-            f"training this model ({n:,} parameters, batch {t.batch_size} x {samples} sample(s) per point)",
-            "make --hidden, --latent-dim or --channels smaller, or lower --batch-size, --samples or --k",
-            device=device)
+    require(
+        weights + step,
+        f"training this model ({n:,} parameters, batch {t.batch_size} x {samples} sample(s) per point)",
+        "make --hidden, --latent-dim or --channels smaller, or lower --batch-size, --samples or --k",
+        device=device,
+    )

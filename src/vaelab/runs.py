@@ -20,17 +20,23 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from . import checkpoint as ckpt
 from .errors import VaelabError
 
+if TYPE_CHECKING:
+    from .config import Config
+    from .model import VAE
+
 LOCK = ".lock"
-STAGING = ".overwrite-"   # .<name>.overwrite-<pid>: a new run waiting to replace <name>
+STAGING = ".overwrite-"  # .<name>.overwrite-<pid>: a new run waiting to replace <name>
 
 
 def has_checkpoint(run: Path) -> bool:
@@ -52,6 +58,7 @@ def _holder(fd: int) -> str:
 def _lock(directory: Path, what: str) -> int:
     """Take DIR/.lock (an open fd that holds it), or raise a VaelabError naming the holder."""
     import fcntl
+
     path = directory / LOCK
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -64,8 +71,10 @@ def _lock(directory: Path, what: str) -> int:
         os.close(fd)
         if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
             raise
-        raise VaelabError(f"{directory} is in use by another vaelab process ({holder}); wait for it to finish "
-                          "or stop it, then run this again") from None
+        raise VaelabError(
+            f"{directory} is in use by another vaelab process ({holder}); wait for it to finish "
+            "or stop it, then run this again"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} ({what})\n".encode(), 0)
     return fd
@@ -73,6 +82,7 @@ def _lock(directory: Path, what: str) -> int:
 
 def _unlock(fd: int) -> None:
     import fcntl
+
     try:
         os.ftruncate(fd, 0)
     except OSError:
@@ -82,7 +92,7 @@ def _unlock(fd: int) -> None:
 
 
 @contextmanager
-def exclusive(directory: str | Path, what: str = "run"):
+def exclusive(directory: str | Path, what: str = "run") -> Iterator[None]:
     """Hold the lock of `directory` (which must exist) inside the block."""
     fd = _lock(Path(directory), what)
     try:
@@ -100,6 +110,7 @@ def remove_temporary_files(run: Path) -> None:
 def _remove_stale_staging(target: Path) -> None:
     """Staging directories of overwrites of `target` whose process died before the swap."""
     import fcntl
+
     for d in target.parent.glob(f".{target.name}{STAGING}*"):
         try:
             fd = os.open(d / LOCK, os.O_RDWR)
@@ -109,7 +120,7 @@ def _remove_stale_staging(target: Path) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            continue   # another overwrite is under way; not ours to touch
+            continue  # another overwrite is under way; not ours to touch
         finally:
             os.close(fd)
         shutil.rmtree(d, ignore_errors=True)
@@ -139,21 +150,20 @@ def _exchange(a: Path, b: Path) -> None:
 class TrainingDir:
     """Where a training writes now (`path`), and what its first checkpoint does to DIR."""
 
-    def __init__(self, target: Path, path: Path, *, resume: bool, staged: bool, created: bool,
-                 fresh_files: bool):
+    def __init__(self, target: Path, path: Path, *, resume: bool, staged: bool, created: bool, fresh_files: bool):
         self.target, self.path = target, path
-        self.resume = resume          # continue from DIR's checkpoint
-        self.staged = staged          # an --overwrite training in a staging directory
-        self.created = created        # this training made DIR
+        self.resume = resume  # continue from DIR's checkpoint
+        self.staged = staged  # an --overwrite training in a staging directory
+        self.created = created  # this training made DIR
         self.fresh_files = fresh_files  # config.json is this training's (not a resumed run's settings)
-        self.checkpointed = resume    # a checkpoint of this run exists on disk
+        self.checkpointed = resume  # a checkpoint of this run exists on disk
         self.on_move: list[Callable[[Path], None]] = []
 
-    def saved(self, *_) -> None:
+    def saved(self, *_: object) -> None:
         """The trainer wrote a checkpoint: the first one makes an --overwrite run the run in DIR."""
         self.checkpointed = True
         if self.staged:
-            _exchange(self.path, self.target)     # the new run is now DIR; the old one sits in staging
+            _exchange(self.path, self.target)  # the new run is now DIR; the old one sits in staging
             old, self.path, self.staged = self.path, self.target, False
             for hook in self.on_move:
                 hook(self.path)
@@ -177,8 +187,9 @@ class TrainingDir:
 
 
 @contextmanager
-def training_dir(out: str | Path, *, resume: bool, overwrite: bool, main: bool = True,
-                 log: Callable[[str], None] = lambda msg: None) -> Iterator[TrainingDir]:
+def training_dir(
+    out: str | Path, *, resume: bool, overwrite: bool, main: bool = True, log: Callable[[str], None] = lambda msg: None
+) -> Iterator[TrainingDir]:
     """The directory a training writes, locked for the whole block; see the module docstring.
     Processes other than rank 0 of a distributed run (main=False) only read: no lock, no change."""
     out = Path(out)
@@ -195,11 +206,14 @@ def training_dir(out: str | Path, *, resume: bool, overwrite: bool, main: bool =
         if not is_run(out):
             raise VaelabError(f"{out} already holds other files; give a new or empty directory for the run")
     elif out.is_dir() and _entries(out) and not is_run(out):
-        raise VaelabError(f"{out} is not a vaelab run (no {ckpt.CONFIG}); --overwrite replaces runs only, "
-                          "so give a new or empty directory")
+        raise VaelabError(
+            f"{out} is not a vaelab run (no {ckpt.CONFIG}); --overwrite replaces runs only, "
+            "so give a new or empty directory"
+        )
     if not main:
-        yield TrainingDir(out, out, resume=resume and has_checkpoint(out), staged=False, created=False,
-                          fresh_files=False)
+        yield TrainingDir(
+            out, out, resume=resume and has_checkpoint(out), staged=False, created=False, fresh_files=False
+        )
         return
 
     created = not out.exists()
@@ -212,11 +226,14 @@ def training_dir(out: str | Path, *, resume: bool, overwrite: bool, main: bool =
     try:
         remove_temporary_files(out)
         _remove_stale_staging(out)
-        staged = overwrite and not resume and bool(_entries(out)) and (has_checkpoint(out) or
-                                                                       (out / ckpt.WEIGHTS).is_file())
+        staged = (
+            overwrite and not resume and bool(_entries(out)) and (has_checkpoint(out) or (out / ckpt.WEIGHTS).is_file())
+        )
         if resume and not has_checkpoint(out):
-            log(f"vaelab: {out} has no checkpoint (its training stopped before the first one was written); "
-                "starting it from the beginning with its saved settings")
+            log(
+                f"vaelab: {out} has no checkpoint (its training stopped before the first one was written); "
+                "starting it from the beginning with its saved settings"
+            )
         if staged:
             path = out.with_name(f".{out.name}{STAGING}{os.getpid()}")
             shutil.rmtree(path, ignore_errors=True)
@@ -224,8 +241,9 @@ def training_dir(out: str | Path, *, resume: bool, overwrite: bool, main: bool =
             staging_fd = _lock(path, "vaelab train --overwrite")
         else:
             path = out
-        slot = TrainingDir(out, path, resume=resume and has_checkpoint(out), staged=staged, created=created,
-                           fresh_files=not resume)
+        slot = TrainingDir(
+            out, path, resume=resume and has_checkpoint(out), staged=staged, created=created, fresh_files=not resume
+        )
         try:
             yield slot
         except BaseException:
@@ -236,3 +254,43 @@ def training_dir(out: str | Path, *, resume: bool, overwrite: bool, main: bool =
         if staging_fd is not None:
             _unlock(staging_fd)
         _unlock(fd)
+
+
+# Settings a resumed run may change: none of them changes the mathematics of the run.
+RESUMABLE = {"train.epochs", "train.device", "train.compile", "train.cuda_graphs", "data.data_dir"}
+
+
+def check_resumable(saved: Config, new: Config, run_dir: Path) -> None:
+    """A resumed run keeps its settings; only the number of epochs, the device, compilation
+    and where the data lives may change."""
+    old_flat, new_flat = _flatten(saved.to_dict()), _flatten(new.to_dict())
+    changed = sorted(
+        k for k in old_flat if k not in RESUMABLE and k != "model.input_shape" and old_flat[k] != new_flat.get(k)
+    )
+    if changed:
+        raise VaelabError(
+            f"cannot resume {run_dir} with different settings ({', '.join(changed)}); "
+            "only epochs, device, compile, cuda_graphs and data_dir may change"
+        )
+
+
+def _flatten(d: dict) -> dict:
+    return {f"{s}.{k}": v for s, part in d.items() if isinstance(part, dict) for k, v in part.items()}
+
+
+def load_run(run: str | Path, device: str = "auto", data_dir: str | None = None) -> tuple[Config, VAE]:
+    """(config, model in eval mode) of a run directory; `data_dir` overrides where its data lives."""
+    from .distributed import resolve_device
+
+    cfg, model = ckpt.load_model(run, resolve_device(device))
+    if data_dir is not None:
+        cfg.data.data_dir = data_dir
+    return cfg, model
+
+
+def save_evaluation(run: str | Path, result: dict, **settings: Any) -> Path:
+    """Keep an `evaluate` result in the run as evaluation_<split>.json (atomic), with the
+    settings that produced it, for `vaelab report`."""
+    path = Path(run) / f"evaluation_{result['split']}.json"
+    ckpt.atomic_write_text(path, json.dumps({**result, **settings}, indent=2) + "\n")
+    return path

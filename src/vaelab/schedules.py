@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from .registry import LR_SCHEDULES
+
 IWAE_STAGES = 8  # i = 0..7
 
 
@@ -13,9 +15,9 @@ def iwae_stage(epoch: int) -> tuple[int, int, int]:
     paper's schedule: 3^i epochs at stage i, 3280 epochs in all; past the end stays at i = 7."""
     start = 0
     for i in range(IWAE_STAGES):
-        if epoch < start + 3 ** i or i == IWAE_STAGES - 1:
-            return i, epoch - start, 3 ** i
-        start += 3 ** i
+        if epoch < start + 3**i or i == IWAE_STAGES - 1:
+            return i, epoch - start, 3**i
+        start += 3**i
     raise AssertionError("unreachable")
 
 
@@ -29,10 +31,8 @@ def _iwae_describe(epoch: int) -> str:
 
 
 # name -> (learning rate for (base lr, 0-based epoch), a note on where the epoch is, for the log)
-LR_SCHEDULES = {
-    "constant": (lambda base_lr, epoch: base_lr, lambda epoch: ""),
-    "iwae": (_iwae_lr, _iwae_describe),
-}
+LR_SCHEDULES.add("constant", (lambda base_lr, epoch: base_lr, lambda epoch: ""))
+LR_SCHEDULES.add("iwae", (_iwae_lr, _iwae_describe))
 
 
 def learning_rate(base_lr: float, schedule: str, epoch: int) -> float:

@@ -46,6 +46,7 @@ class TensorBoardLogger:
     def _writer(self, stream: str):
         if stream not in self.writers:
             from torch.utils.tensorboard import SummaryWriter
+
             self.writers[stream] = SummaryWriter(str(self.log_dir / stream), purge_step=self.purge)
         return self.writers[stream]
 

@@ -31,11 +31,12 @@ from . import distributed
 from .config import Config
 from .dataprep import eval_split_for, load_inputs
 from .denormals import flush_denormals
-from .errors import VaelabError
+from .distributed import resolve_device
+from .errors import TrainingInterrupted, VaelabError
 from .evaluation import evaluate_elbo
 from .model import VAE
-from .objectives import OBJECTIVES
-from .optim import OPTIMIZERS
+from .objectives import StepContext
+from .registry import ESTIMATORS, OBJECTIVES, OPTIMIZERS
 from .resources import check_training
 from .schedules import describe, learning_rate
 
@@ -47,20 +48,8 @@ SAVE_EVERY = 30.0
 LOG_EVERY = 5.0
 
 
-class TrainingInterrupted(Exception):
-    """Raised after Ctrl-C once the state is saved; carries the run directory."""
-
-
 class NonFiniteLoss(VaelabError):
     pass
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise VaelabError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
-    return torch.device(name)
 
 
 def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
@@ -77,7 +66,7 @@ def _set_rng(extra: dict[str, torch.Tensor], device: torch.device) -> None:
 
 
 @contextmanager
-def _catch_sigint(trainer: "Trainer"):
+def _catch_sigint(trainer: Trainer):
     """First Ctrl-C asks the loop to stop after this step; a second one stops at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -87,8 +76,7 @@ def _catch_sigint(trainer: "Trainer"):
         if trainer.stop_requested:
             raise KeyboardInterrupt
         trainer.stop_requested = True
-        print("\nvaelab: stopping after this step and saving (Ctrl-C again to abort without saving)",
-              file=sys.stderr)
+        print("\nvaelab: stopping after this step and saving (Ctrl-C again to abort without saving)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -101,12 +89,12 @@ class _Objective(torch.nn.Module):
     """The model and its objective as one module whose forward returns (loss, terms): what
     DistributedDataParallel wraps, so its gradient hooks see every parameter the loss uses."""
 
-    def __init__(self, model: VAE, objective, train_cfg):
+    def __init__(self, model: VAE, objective, ctx: StepContext):
         super().__init__()
-        self.model, self.objective, self.train_cfg = model, objective, train_cfg
+        self.model, self.objective, self.ctx = model, objective, ctx
 
     def forward(self, x):
-        return self.objective(self.model, x, self.train_cfg)
+        return self.objective(self.model, x, self.ctx)
 
 
 class _CompiledOrEager:
@@ -127,11 +115,14 @@ class _CompiledOrEager:
             if self.cuda_graphs:  # the previous step's graph outputs are no longer needed
                 torch.compiler.cudagraph_mark_step_begin()
             out = self.compiled(x)
-        except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
+        except Exception as e:
             if self.works:
                 raise
-            self.log(f"vaelab: warning: {'--cuda-graphs' if self.cuda_graphs else '--compile'} failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                     "training without it")
+            self.log(
+                f"vaelab: warning: {'--cuda-graphs' if self.cuda_graphs else '--compile'} failed "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                "training without it"
+            )
             self.works = False
             return self.eager(x)
         self.works = True
@@ -146,8 +137,7 @@ def _epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> t
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-                 log=None):
+    def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True, log=None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.dist = distributed.init(cfg.train.device)
@@ -157,10 +147,10 @@ class Trainer:
         self.stop_requested = False
         self.on_step = None  # optional callback(trainer) after every step (tests use it to interrupt)
         self.on_epoch: list = []  # callbacks(record) after each epoch (e.g. TensorBoard scalars)
-        self.on_save: list = []   # callbacks(trainer) after each checkpoint (vaelab.runs moves a new run in place)
+        self.on_save: list = []  # callbacks(trainer) after each checkpoint (vaelab.runs moves a new run in place)
         self.saved_epoch: int | None = None  # the epoch of the last checkpoint on disk
 
-        shape = cfg.model.input_shape if resume else None   # a resumed run's data must not have changed
+        shape = cfg.model.input_shape if resume else None  # a resumed run's data must not have changed
         train = load_inputs(cfg.data, "train", training=True, expect_shape=shape)
         self.eval_split = eval_split_for(cfg.data, cfg.train.watch)
         evals = load_inputs(cfg.data, self.eval_split, expect_shape=shape)
@@ -178,12 +168,26 @@ class Trainer:
         self.optimizer = OPTIMIZERS[cfg.train.optimizer](self.model.parameters(), cfg.train, self.model.device)
         if self.dist.enabled:  # the noise (z, dynamic binarization) differs between ranks
             torch.manual_seed(cfg.train.seed + 7919 * self.dist.rank)
-        step_fn = _Objective(self.model, OBJECTIVES[cfg.train.objective], cfg.train)
+        self.ctx = StepContext(
+            cfg.train,
+            n_train=self.train_x.shape[0],
+            steps_per_epoch=math.ceil(self.train_x.shape[0] / cfg.train.batch_size),
+        )
+        if ESTIMATORS[cfg.train.estimator].discrete_only and not self.model.latent.discrete:
+            raise VaelabError(
+                f"--estimator {cfg.train.estimator} is for discrete latents (--latent categorical); "
+                f"--latent {cfg.model.latent} is continuous: use the reparameterized gradient"
+            )
+        if cfg.train.kl == "analytic" and not self.model.has_analytic_kl:
+            self.model.analytic_kl(None)  # the one-line error that names the pair and says --kl mc
+        step_fn: torch.nn.Module = _Objective(self.model, OBJECTIVES[cfg.train.objective], self.ctx)
         if self.dist.enabled:
             step_fn = torch.nn.parallel.DistributedDataParallel(step_fn)
         if cfg.train.cuda_graphs and (self.device.type != "cuda" or self.dist.enabled):
-            raise VaelabError("--cuda-graphs needs one CUDA GPU and no torchrun; leave it off here "
-                              "(--compile is its CPU and multi-process counterpart)")
+            raise VaelabError(
+                "--cuda-graphs needs one CUDA GPU and no torchrun; leave it off here "
+                "(--compile is its CPU and multi-process counterpart)"
+            )
         compiled = cfg.train.compile or cfg.train.cuda_graphs
         self.step_fn = _CompiledOrEager(step_fn, self.log, cfg.train.cuda_graphs) if compiled else step_fn
         # Mixed precision: autocast runs the networks in bf16/fp16 (the model returns float32
@@ -192,7 +196,7 @@ class Trainer:
         if cfg.train.precision == "fp16" and self.device.type != "cuda":
             raise VaelabError("--precision fp16 needs a CUDA GPU; use --precision bf16 on a CPU")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
-        self.epoch, self.step, self.pos = 0, 0, 0       # completed epochs, steps; position in epoch
+        self.epoch, self.step, self.pos = 0, 0, 0  # completed epochs, steps; position in epoch
         self.sums = self._zero_sums()
         self.history: list[dict] = []
         if resume:
@@ -211,8 +215,7 @@ class Trainer:
     def save(self) -> None:
         if not self.dist.main:  # rank 0 alone writes the run directory
             return
-        state = {"epoch": self.epoch, "step": self.step, "pos": self.pos, "sums": self.sums,
-                 "history": self.history}
+        state = {"epoch": self.epoch, "step": self.step, "pos": self.pos, "sums": self.sums, "history": self.history}
         if self.scaler.is_enabled():
             state["scaler"] = self.scaler.state_dict()
         extra = _rng_tensors(self.device)
@@ -240,7 +243,8 @@ class Trainer:
                     self.save()
                     raise TrainingInterrupted(
                         f"stopped at epoch {self.epoch + 1}, step {self.step}; state saved in {self.run_dir}; "
-                        f"continue with `vaelab train --resume {self.run_dir}`")
+                        f"continue with `vaelab train --resume {self.run_dir}`"
+                    )
                 self.epoch += 1
                 self.history.append(self._epoch_record())
                 self.pos = 0
@@ -261,11 +265,13 @@ class Trainer:
     def _epoch_line(self, r: dict) -> str:
         t, split = self.cfg.train, self.eval_split
         train_key = "train_neg_iwae" if "train_neg_iwae" in r else "train_neg_elbo"
-        return (f"epoch {r['epoch']:>3}  {train_key.removeprefix('train_')} {r[train_key]:.2f}  "
-                f"{split} neg_elbo {r[split + '_neg_elbo']:.2f} "
-                f"(rec {r[split + '_rec']:.2f}, kl {r[split + '_kl']:.2f})  "
-                f"{r['train_seconds']:.1f}s  {describe(t.lr_schedule, r['epoch'] - 1)}".rstrip()
-                + "".join(f"  {k} {v:.3g}" for k, v in self.model.schedule_state().items()))
+        return (
+            f"epoch {r['epoch']:>3}  {train_key.removeprefix('train_')} {r[train_key]:.2f}  "
+            f"{split} neg_elbo {r[split + '_neg_elbo']:.2f} "
+            f"(rec {r[split + '_rec']:.2f}, kl {r[split + '_kl']:.2f})  "
+            f"{r['train_seconds']:.1f}s  {describe(t.lr_schedule, r['epoch'] - 1)}".rstrip()
+            + "".join(f"  {k} {v:.3g}" for k, v in self.model.schedule_state().items())
+        )
 
     def _train_epoch(self) -> bool:
         """Run the rest of the current epoch; False if a stop was requested mid-way."""
@@ -280,20 +286,29 @@ class Trainer:
         acc_n = 0
         start = time.perf_counter()
         # disable=None: a bar on a terminal, none in a log file (it would fill it with redraws)
-        bar = tqdm(total=steps_total, initial=self.pos // bs, desc=f"epoch {self.epoch + 1}/{t.epochs}",
-                   disable=None if self.progress else True, leave=False, unit="step", file=sys.stderr)
+        bar = tqdm(
+            total=steps_total,
+            initial=self.pos // bs,
+            desc=f"epoch {self.epoch + 1}/{t.epochs}",
+            disable=None if self.progress else True,
+            leave=False,
+            unit="step",
+            file=sys.stderr,
+        )
         stopped = False
         try:
             while self.pos < n:
-                idx = perm[self.pos:self.pos + bs]
+                idx = perm[self.pos : self.pos + bs]
                 if self.dist.enabled:  # this rank's share of the global batch
                     idx = idx[self.dist.local_slice(idx.shape[0])]
                 x = self.train_x[idx]
                 if self.dynamic:
                     x = torch.bernoulli(x)
                 model.set_step(self.step)  # schedules inside the model (a temperature) follow the step
-                with torch.autocast(self.device.type, self.autocast_dtype or torch.float32,
-                                    enabled=self.autocast_dtype is not None):
+                self.ctx.step, self.ctx.epoch = self.step, self.epoch
+                with torch.autocast(
+                    self.device.type, self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
+                ):
                     loss, terms = self.step_fn(x)
                 opt.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
@@ -344,11 +359,16 @@ class Trainer:
 
     def _check_finite(self, acc: torch.Tensor) -> None:
         if not torch.isfinite(acc).all():
-            kept = (f"nothing was saved from this epoch, the last good checkpoint in {self.run_dir} (epoch "
-                    f"{self.saved_epoch}) is intact" if self.saved_epoch is not None else
-                    "no checkpoint was written, so nothing was kept")
-            raise NonFiniteLoss(f"the loss became NaN or infinite near step {self.step} (epoch {self.epoch + 1}); "
-                                f"{kept}. Try a lower --lr or --grad-clip 10")
+            kept = (
+                f"nothing was saved from this epoch, the last good checkpoint in {self.run_dir} (epoch "
+                f"{self.saved_epoch}) is intact"
+                if self.saved_epoch is not None
+                else "no checkpoint was written, so nothing was kept"
+            )
+            raise NonFiniteLoss(
+                f"the loss became NaN or infinite near step {self.step} (epoch {self.epoch + 1}); "
+                f"{kept}. Try a lower --lr or --grad-clip 10"
+            )
 
     @staticmethod
     def _zero_sums() -> dict:
@@ -358,10 +378,70 @@ class Trainer:
         s = self.sums
         start = time.perf_counter()
         ev = evaluate_elbo(self.model, self.eval_x, self.cfg.train.eval_batch_size, kl=self.cfg.train.kl)
-        rec = {"epoch": self.epoch, "step": self.step,
-               "lr": learning_rate(self.cfg.train.lr, self.cfg.train.lr_schedule, self.epoch - 1)}
+        rec = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "lr": learning_rate(self.cfg.train.lr, self.cfg.train.lr_schedule, self.epoch - 1),
+        }
         rec.update({f"train_{k}": v / s["n"] for k, v in s["terms"].items()})
         rec.update({f"{self.eval_split}_{k}": ev[k] for k in ("neg_elbo", "rec", "kl")})
         rec.update(self.model.schedule_state())  # e.g. the temperature of the epoch's last step
         rec.update({"train_seconds": s["seconds"], "eval_seconds": time.perf_counter() - start})
         return rec
+
+
+def train_run(
+    config: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log=None,
+    tensorboard: bool = False,
+    on_epoch=(),
+) -> Path:
+    """Train a model described by `config` into the run directory `out`; returns `out`.
+
+    With resume=True the saved config, weights, optimizer and RNG state continue the run
+    exactly; `config.train.epochs` may extend it. With overwrite=True an existing run in `out`
+    is replaced, but only once the new run has written its first checkpoint (vaelab.runs). With
+    tensorboard=True each epoch's metrics also go to out/tensorboard (needs the `tensorboard`
+    extra). Each of `on_epoch` is called with the epoch's metrics record."""
+    from . import runs
+    from .tblog import TensorBoardLogger, require_tensorboard
+
+    if tensorboard:
+        require_tensorboard()  # before anything is written
+    config = config.validate()
+    ctx = distributed.init(config.train.device)
+    with runs.training_dir(
+        out, resume=resume, overwrite=overwrite, main=ctx.main, log=log or (lambda msg: print(msg, file=sys.stderr))
+    ) as slot:
+        if slot.resume:
+            saved = ckpt.load_config(slot.path)
+            runs.check_resumable(saved, config, slot.path)
+            config.model.input_shape = list(saved.model.input_shape)  # the data must still have it
+        trainer = Trainer(config, slot.path, resume=slot.resume, progress=progress, log=log)
+        trainer.on_save.append(slot.saved)
+        slot.on_move.append(trainer.moved_to)
+        board = TensorBoardLogger(slot.path / "tensorboard", start_epoch=trainer.epoch) if tensorboard else None
+        if board is not None:
+            trainer.on_epoch.append(board)
+        trainer.on_epoch.extend(on_epoch)
+        try:
+            trainer.fit()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving
+            if slot.checkpointed:
+                raise TrainingInterrupted(
+                    f"interrupted; {out} keeps its last checkpoint (epoch {trainer.saved_epoch}); "
+                    f"continue with `vaelab train --resume {out}`"
+                ) from None
+            raise TrainingInterrupted(
+                "interrupted before the first checkpoint was written, so nothing was kept; "
+                "run the same command again to start over"
+            ) from None
+        finally:
+            if board is not None:
+                board.close()
+    return Path(out)

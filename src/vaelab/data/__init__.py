@@ -5,13 +5,28 @@ Files live in ``<data dir>/<dataset>/<official file name>``; the data dir is the
 way) is tried before the official URLs; see :mod:`vaelab.data.download`.
 """
 
-from .datasets import BINARIZE_MODES, Split, binarize, dataset_status, format_status, load_split
+from .datasets import BINARIZE_MODES, DataSource, OfficialDataset, binarize, dataset_status, format_status, load_split
 from .download import download_dataset, download_file
 from .formats import read_amat, read_idx, read_mat_uint8
-from .registry import DATASETS, SPLITS, DatasetInfo, FileInfo, resolve_data_dir
+from .registry import DATASETS, SPLITS, DatasetInfo, FileInfo, Split, resolve_data_dir
 
 __all__ = [
-    "BINARIZE_MODES", "DATASETS", "SPLITS", "DatasetInfo", "FileInfo", "Split",
-    "binarize", "dataset_status", "download_dataset", "download_file", "format_status",
-    "load_split", "read_amat", "read_idx", "read_mat_uint8", "resolve_data_dir",
+    "BINARIZE_MODES",
+    "DATASETS",
+    "SPLITS",
+    "DataSource",
+    "DatasetInfo",
+    "FileInfo",
+    "OfficialDataset",
+    "Split",
+    "binarize",
+    "dataset_status",
+    "download_dataset",
+    "download_file",
+    "format_status",
+    "load_split",
+    "read_amat",
+    "read_idx",
+    "read_mat_uint8",
+    "resolve_data_dir",
 ]

@@ -48,8 +48,10 @@ def is_custom(name: str) -> bool:
 def _kind_and_path(name: str) -> tuple[str, Path]:
     kind, _, path = name.partition(":")
     if not path.strip():
-        raise VaelabError(f"--dataset {name!r} names no path; write {kind}:PATH, e.g. {kind}:"
-                          f"{'my_images' if kind == 'folder' else 'images.npy'}")
+        raise VaelabError(
+            f"--dataset {name!r} names no path; write {kind}:PATH, e.g. {kind}:"
+            f"{'my_images' if kind == 'folder' else 'images.npy'}"
+        )
     return kind, Path(path).expanduser()
 
 
@@ -88,6 +90,7 @@ def parse_image_size(value) -> tuple[int, int]:
 
 # -- reading -----------------------------------------------------------------------------------
 
+
 def _resize(x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
     """(N, C, h, w) float -> (N, C, H, W), bilinear with antialiasing (a proper low-pass when
     shrinking), clamped to [0, 1]."""
@@ -98,12 +101,16 @@ def _resize(x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
 
 def _image_files(root: Path) -> list[Path]:
     if not root.exists():
-        raise VaelabError(f"image folder {root} does not exist; give an existing folder of PNG/JPEG files "
-                          "(--dataset folder:PATH)")
+        raise VaelabError(
+            f"image folder {root} does not exist; give an existing folder of PNG/JPEG files (--dataset folder:PATH)"
+        )
     if not root.is_dir():
         hint = "; for a NumPy array use --dataset npy:PATH" if root.suffix == ".npy" else ""
-        raise VaelabError(f"{root} is a file, not a folder; --dataset folder:PATH needs a folder of PNG/JPEG files{hint}")
-    files, others = [], []
+        raise VaelabError(
+            f"{root} is a file, not a folder; --dataset folder:PATH needs a folder of PNG/JPEG files{hint}"
+        )
+    files: list[Path] = []
+    others: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for f in filenames:
@@ -113,18 +120,21 @@ def _image_files(root: Path) -> list[Path]:
         raise VaelabError(f"image folder {root} is empty; put PNG or JPEG files in it")
     if not files:
         example = others[0].relative_to(root)
-        raise VaelabError(f"image folder {root} holds no PNG or JPEG files ({len(others)} other file(s), "
-                          f"e.g. {example}); add .png/.jpg/.jpeg images")
+        raise VaelabError(
+            f"image folder {root} holds no PNG or JPEG files ({len(others)} other file(s), "
+            f"e.g. {example}); add .png/.jpg/.jpeg images"
+        )
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
 def _read_image(path: Path):
     """(array (h, w) or (h, w, 3), scale, is_rgb) of one file; a VaelabError naming it if unreadable."""
     from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with Image.open(path) as img:
             img.load()  # decode now, so truncated or corrupt data fails here
-            img = ImageOps.exif_transpose(img)  # camera JPEGs: the orientation they are shown in
+            img = ImageOps.exif_transpose(img)  # type: ignore[assignment]  # camera JPEGs: as shown
             mode = img.mode
             if mode.startswith("I;16") or mode == "I":  # 16-bit grey PNG (Pillow opens some as "I")
                 return np.asarray(img, dtype=np.float32), 65535.0, False
@@ -144,15 +154,17 @@ def read_folder(root: Path, size: tuple[int, int] | None = None) -> torch.Tensor
         for p, (a, _, _) in zip(files, arrays):
             if a.shape[:2] != first:
                 (h0, w0), (h1, w1) = first, a.shape[:2]
-                raise VaelabError(f"images differ in size: {files[0].relative_to(root)} is {h0}x{w0} but "
-                                  f"{p.relative_to(root)} is {h1}x{w1} (HxW); pass --image-size HxW to resize all")
+                raise VaelabError(
+                    f"images differ in size: {files[0].relative_to(root)} is {h0}x{w0} but "
+                    f"{p.relative_to(root)} is {h1}x{w1} (HxW); pass --image-size HxW to resize all"
+                )
     rgb = any(is_rgb for _, _, is_rgb in arrays)
     c = 3 if rgb else 1
     h, w = size if size is not None else arrays[0][0].shape[:2]
     out = torch.empty(len(files), c, h, w, dtype=torch.float32)
     for i, (a, scale, is_rgb) in enumerate(arrays):
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).div_(scale)
-        t = t.permute(2, 0, 1) if is_rgb else t.expand(c, *t.shape)   # grey -> c equal channels
+        t = t.permute(2, 0, 1) if is_rgb else t.expand(c, *t.shape)  # grey -> c equal channels
         out[i] = _resize(t.unsqueeze(0), size)[0]
     return out
 
@@ -174,8 +186,10 @@ def read_npy(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
         a = np.load(path, allow_pickle=False, mmap_mode="r")  # file-backed: only the float copy is new memory
     except ValueError as e:
         if "pickle" in str(e).lower():
-            raise VaelabError(f"{path} holds Python objects, not a numeric array; save it with "
-                              "np.save(path, array) from a uint8 or float array") from None
+            raise VaelabError(
+                f"{path} holds Python objects, not a numeric array; save it with "
+                "np.save(path, array) from a uint8 or float array"
+            ) from None
         raise VaelabError(f"{path} is not a valid .npy file ({e}); write it with np.save") from None
     except (OSError, EOFError) as e:
         raise VaelabError(f"cannot read {path} ({e}); write it with np.save") from None
@@ -183,11 +197,12 @@ def read_npy(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
     if a.ndim == 3:
         a = a[:, None]
     elif a.ndim == 4 and a.shape[1] not in (1, 3):
-        hint = (" (it looks channels-last; save a.transpose(0, 3, 1, 2))" if a.shape[3] in (1, 3) else "")
+        hint = " (it looks channels-last; save a.transpose(0, 3, 1, 2))" if a.shape[3] in (1, 3) else ""
         raise VaelabError(f"{path} holds an array of shape {shape}; channels must be 1 or 3 in N x C x H x W{hint}")
     elif a.ndim != 4:
-        raise VaelabError(f"{path} holds an array of shape {shape}; expected N x H x W (grey) or N x C x H x W "
-                          "(C = 1 or 3)")
+        raise VaelabError(
+            f"{path} holds an array of shape {shape}; expected N x H x W (grey) or N x C x H x W (C = 1 or 3)"
+        )
     if 0 in a.shape:
         raise VaelabError(f"{path} holds an empty array (shape {shape}); it needs at least 3 images")
     if a.dtype == np.uint8 or a.dtype == np.bool_:
@@ -200,18 +215,22 @@ def read_npy(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise VaelabError(f"{path} holds NaN or infinite values; images must be finite floats in [0, 1]")
         if lo < 0 or hi > 1:
-            raise VaelabError(f"{path} holds floats from {lo:g} to {hi:g}; images must be in [0, 1] "
-                              "(divide 0..255 data by 255, or save it as uint8)")
+            raise VaelabError(
+                f"{path} holds floats from {lo:g} to {hi:g}; images must be in [0, 1] "
+                "(divide 0..255 data by 255, or save it as uint8)"
+            )
     else:
-        raise VaelabError(f"{path} holds {a.dtype} values; save uint8 (0..255) or float (0..1) images, "
-                          "e.g. a.astype(np.uint8)")
+        raise VaelabError(
+            f"{path} holds {a.dtype} values; save uint8 (0..255) or float (0..1) images, e.g. a.astype(np.uint8)"
+        )
     return _resize(x.contiguous(), size)
 
 
 def _check_npy_size(path: Path) -> None:
     """Read the header alone and check that the data it announces is in the file and fits in
     memory as float32, before anything of that size is allocated."""
-    from ..resources import human, require
+    from ..memory import human, require_host
+
     fmt = np.lib.format
     with open(path, "rb") as fh:
         major, _ = fmt.read_magic(fh)
@@ -219,16 +238,21 @@ def _check_npy_size(path: Path) -> None:
         shape, _, dtype = read(fh)
         offset = fh.tell()
     if dtype.hasobject:
-        raise ValueError("pickle: object arrays")   # the caller's message for Python objects
+        raise ValueError("pickle: object arrays")  # the caller's message for Python objects
     count = int(np.prod(shape, dtype=object)) if shape else 1
     needed = offset + count * dtype.itemsize
     size = path.stat().st_size
     if size < needed:
-        raise VaelabError(f"{path} is truncated or damaged: its header announces an array of shape "
-                          f"{'x'.join(map(str, shape))} ({human(needed)}) but the file holds {human(size)}; "
-                          "save it again with np.save")
-    require(count * 4, f"{path} as float32 images ({'x'.join(map(str, shape))})",
-            "use fewer or smaller images (--image-size does not help: the array is read whole first)")
+        raise VaelabError(
+            f"{path} is truncated or damaged: its header announces an array of shape "
+            f"{'x'.join(map(str, shape))} ({human(needed)}) but the file holds {human(size)}; "
+            "save it again with np.save"
+        )
+    require_host(
+        count * 4,
+        f"{path} as float32 images ({'x'.join(map(str, shape))})",
+        "use fewer or smaller images (--image-size does not help: the array is read whole first)",
+    )
 
 
 def _signature(kind: str, path: Path) -> tuple:
@@ -240,9 +264,10 @@ def _signature(kind: str, path: Path) -> tuple:
     for p in _image_files(path):
         try:
             st = p.stat()
-        except OSError as e:   # a dangling symbolic link, a link loop, a file removed meanwhile
-            raise VaelabError(f"cannot read image {p}: {e.strerror}; remove the link or the file, or fix what it "
-                              "points to") from None
+        except OSError as e:  # a dangling symbolic link, a link loop, a file removed meanwhile
+            raise VaelabError(
+                f"cannot read image {p}: {e.strerror}; remove the link or the file, or fix what it points to"
+            ) from None
         out.append((str(p), st.st_size, st.st_mtime_ns))
     return tuple(out)
 
@@ -256,8 +281,9 @@ def load_images(name: str, image_size=None) -> torch.Tensor:
     size = parse_image_size(image_size) if image_size is not None else None
     x = read_folder(path, size) if kind == "folder" else read_npy(path, size)
     if x.shape[0] < 3:
-        raise VaelabError(f"{name} has {x.shape[0]} image(s); at least 3 are needed (one each for train, "
-                          "valid and test)")
+        raise VaelabError(
+            f"{name} has {x.shape[0]} image(s); at least 3 are needed (one each for train, valid and test)"
+        )
     return x
 
 
@@ -265,8 +291,11 @@ def _ranges(n: int, full_train: bool = False) -> dict[str, slice]:
     """Where each split lies in the permuted order (module docstring)."""
     n_hold = max(1, n // 10)
     n_train = n - 2 * n_hold
-    return {"train": slice(0, n_train + (n_hold if full_train else 0)),
-            "valid": slice(n_train, n_train + n_hold), "test": slice(n_train + n_hold, n)}
+    return {
+        "train": slice(0, n_train + (n_hold if full_train else 0)),
+        "valid": slice(n_train, n_train + n_hold),
+        "test": slice(n_train + n_hold, n),
+    }
 
 
 def _permutation(n: int) -> torch.Tensor:
@@ -295,16 +324,23 @@ def _permuted(name: str, image_size) -> tuple[torch.Tensor, bool]:
 
 
 def load_custom_split(name: str, split: str, *, full_train: bool = False, image_size=None):
-    """One split of a ``folder:``/``npy:`` source as a :class:`~vaelab.data.datasets.Split`.
+    """One split of a ``folder:``/``npy:`` source as a :class:`~vaelab.data.registry.Split`.
     Its images are a view of the cached tensor: treat them as read-only."""
-    from .datasets import Split
-    from .registry import SPLITS, DatasetInfo
+    from .registry import SPLITS, DatasetInfo, Split
+
     if split not in SPLITS:
         raise VaelabError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     x, binary = _permuted(name, image_size)
     n = x.shape[0]
     ranges = _ranges(n)
-    info = DatasetInfo(name, tuple(x.shape[1:]), has_labels=False, binary=binary, continuous=False,
-                       description=f"your images from {name.partition(':')[2]}", files=(),
-                       split_sizes=tuple(len(range(n)[ranges[s]]) for s in SPLITS))
+    info = DatasetInfo(
+        name,
+        tuple(x.shape[1:]),
+        has_labels=False,
+        binary=binary,
+        continuous=False,
+        description=f"your images from {name.partition(':')[2]}",
+        files=(),
+        split_sizes=tuple(len(range(n)[ranges[s]]) for s in SPLITS),
+    )
     return Split(name, split, x[_ranges(n, full_train)[split]], None, info)

@@ -58,8 +58,16 @@ def _fetch(url: str, out, sha256: str, size: int | None, progress: bool, timeout
             raise _Failed(f"server announces {announced} bytes, expected {size}")
         digest, received = hashlib.sha256(), 0
         show = progress and sys.stderr.isatty()
-        with tqdm(total=size or announced, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                  file=sys.stderr, disable=not show, leave=False) as bar:
+        with tqdm(
+            total=size or announced,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=desc,
+            file=sys.stderr,
+            disable=not show,
+            leave=False,
+        ) as bar:
             while chunk := response.read(_CHUNK):
                 received += len(chunk)
                 if size is not None and received > size:
@@ -84,18 +92,21 @@ def _describe(e: Exception) -> str:
     return str(e) or type(e).__name__
 
 
-def _try_urls(urls: Sequence[str], dest: Path, sha256: str, size: int | None,
-              progress: bool, timeout: float) -> list[str]:
+def _try_urls(
+    urls: Sequence[str], dest: Path, sha256: str, size: int | None, progress: bool, timeout: float
+) -> list[str]:
     """Try each URL until one gives the file at ``dest``; return what went wrong with each tried."""
     failures = []
     for url in urls:
         part = dest.with_name(f"{dest.name}.part-{secrets.token_hex(4)}")
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            out = open(part, "xb")
+            out = open(part, "xb")  # noqa: SIM115 - closed by the `with out:` below
         except OSError as e:
-            raise VaelabError(f"cannot write to {dest.parent}: {e.strerror}; "
-                              "pass --data-dir or set VAELAB_DATA_DIR to a writable folder") from None
+            raise VaelabError(
+                f"cannot write to {dest.parent}: {e.strerror}; "
+                "pass --data-dir or set VAELAB_DATA_DIR to a writable folder"
+            ) from None
         try:
             with out:
                 _fetch(url, out, sha256, size, progress, timeout, dest.name)
@@ -108,8 +119,9 @@ def _try_urls(urls: Sequence[str], dest: Path, sha256: str, size: int | None,
     return failures
 
 
-def download_file(urls: Sequence[str], dest: Path, sha256: str, size: int | None, *,
-                  progress: bool = True, timeout: float = 30) -> Path:
+def download_file(
+    urls: Sequence[str], dest: Path, sha256: str, size: int | None, *, progress: bool = True, timeout: float = 30
+) -> Path:
     """Download ``dest`` from the first of ``urls`` that gives the file with this sha256 (and size).
 
     Progress goes to stderr when it is a terminal. Raises VaelabError listing what each URL did.
@@ -123,8 +135,9 @@ def download_file(urls: Sequence[str], dest: Path, sha256: str, size: int | None
     return dest
 
 
-def _sources(info: DatasetInfo, f: FileInfo,
-             urls_override: Mapping[str, Sequence[str]] | None) -> list[tuple[FileInfo, list[str]]]:
+def _sources(
+    info: DatasetInfo, f: FileInfo, urls_override: Mapping[str, Sequence[str]] | None
+) -> list[tuple[FileInfo, list[str]]]:
     """(form, URLs) pairs to try for ``f``, in order."""
     if urls_override is not None and any(v.name in urls_override for v in f.variants):
         return [(v, list(urls_override[v.name])) for v in f.variants if v.name in urls_override]
@@ -133,8 +146,9 @@ def _sources(info: DatasetInfo, f: FileInfo,
     return tried_first + [(f, list(f.urls))]
 
 
-def fetch_file(info: DatasetInfo, f: FileInfo, root: Path, *, urls_override=None,
-               progress: bool = True) -> tuple[Path, FileInfo]:
+def fetch_file(
+    info: DatasetInfo, f: FileInfo, root: Path, *, urls_override=None, progress: bool = True
+) -> tuple[Path, FileInfo]:
     """Download ``f`` (in whichever form a source has) into ``root``; return its path and form."""
     failures = []
     for variant, urls in _sources(info, f, urls_override):
@@ -145,13 +159,16 @@ def fetch_file(info: DatasetInfo, f: FileInfo, root: Path, *, urls_override=None
         if not tried:
             return dest, variant
         failures += tried
-    raise VaelabError(f"could not download {info.name}/{f.name}: {'; '.join(failures) or 'no URL known'}; "
-                      f"check the network, set VAELAB_MIRROR to a mirror, or put the file at "
-                      f"{root / info.name / f.name} yourself")
+    raise VaelabError(
+        f"could not download {info.name}/{f.name}: {'; '.join(failures) or 'no URL known'}; "
+        f"check the network, set VAELAB_MIRROR to a mirror, or put the file at "
+        f"{root / info.name / f.name} yourself"
+    )
 
 
-def download_dataset(name: str, data_dir=None, *, urls_override: Mapping[str, Sequence[str]] | None = None,
-                     progress: bool = True) -> list[Path]:
+def download_dataset(
+    name: str, data_dir=None, *, urls_override: Mapping[str, Sequence[str]] | None = None, progress: bool = True
+) -> list[Path]:
     """Make sure every file of dataset ``name`` is present and verified, downloading the missing
     or bad ones; return the local paths.
 

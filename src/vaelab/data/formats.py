@@ -82,8 +82,9 @@ def read_amat(path: Path, raw: bytes | None = None) -> np.ndarray:
     except ValueError as e:
         raise _bad(path, f"is not a binarized MNIST .amat file ({e})") from None
     if values.shape[1:] != (784,) or not np.isin(values, (0, 1)).all():
-        raise _bad(path, f"is not a binarized MNIST .amat file (expected rows of 784 zeros and ones, "
-                         f"got shape {values.shape})")
+        raise _bad(
+            path, f"is not a binarized MNIST .amat file (expected rows of 784 zeros and ones, got shape {values.shape})"
+        )
     return values.astype(np.uint8)
 
 
@@ -100,13 +101,13 @@ def _elements(path: Path, buf: memoryview, order: str):
     while pos + 8 <= len(buf):
         dtype, nbytes = struct.unpack_from(order + "II", buf, pos)
         if dtype >> 16:  # "small data element": size in the upper half of the type word, data in the tag
-            yield dtype & 0xFFFF, buf[pos + 4: pos + 4 + (dtype >> 16)]
+            yield dtype & 0xFFFF, buf[pos + 4 : pos + 4 + (dtype >> 16)]
             pos += 8
             continue
         end = pos + 8 + nbytes
         if end > len(buf):
             raise _bad(path, "is truncated (a MAT-file data element runs past its end)")
-        yield dtype, buf[pos + 8: end]
+        yield dtype, buf[pos + 8 : end]
         # Elements are padded to 8 bytes, except compressed ones.
         pos = end if dtype == _miCOMPRESSED else pos + 8 + -(-nbytes // 8) * 8
 

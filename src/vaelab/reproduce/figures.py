@@ -1,93 +1,25 @@
-"""Reproduced figures: a figure is drawn from the runs of several protocols, in the paper's layout.
-
-    vaelab reproduce aevb-figure2 --out DIR     runs every member into DIR/<member>, then draws
-                                                DIR/aevb-figure2.png
-
-Members live side by side in DIR, so two figures drawn from one DIR share the runs they have in
-common (Figure 4's Frey Face run is Figure 2's N_z = 2 panel). A member can also be run on its
-own (`vaelab reproduce MEMBER --out DIR/MEMBER`), for instance two at a time in parallel; the
-figure command then finds it complete and only draws.
-"""
+"""Drawing reproduced figures in the paper's layout, from their member protocols' directories
+(run.run_figure runs the members first)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import VaelabError
-from .protocol import Citation, get_protocol
-from .run import read_record, reproduce, seed_dir
-
-
-@dataclass(frozen=True)
-class Figure:
-    name: str
-    citation: Citation
-    members: tuple[str, ...]
-    draw: Callable[[dict[str, Path], Path], Path]   # member directories -> the PNG written
-    caption: str = ""
-
-
-FIGURES: dict[str, Figure] = {}
-
-
-def register_figure(figure: Figure) -> Figure:
-    if figure.name in FIGURES:
-        raise ValueError(f"figure {figure.name!r} is declared twice")
-    FIGURES[figure.name] = figure
-    return figure
-
-
-def run_figure(name: str, out: str | Path, **kw) -> Path:
-    """Run (or continue) every member of figure `name` into out/<member>, then draw it."""
-    from . import protocols  # noqa: F401 - fills the registries
-    figure = FIGURES[name]
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise VaelabError(f"--out {out} is a file; give a directory for the figure's runs")
-    dirs = {m: out / m for m in figure.members}
-    for member in figure.members:
-        get_protocol(member)
-    log = kw.get("log")
-    for i, member in enumerate(figure.members):
-        if log:
-            log(f"reproduce {name}: member {i + 1} of {len(figure.members)}: {member}")
-        reproduce(member, dirs[member], **kw)
-    path = figure.draw(dirs, out / f"{name}.png")
-    if log:
-        log(f"reproduce {name}: drawn in {path}")
-    return path
-
-
-# -- curves kept in a record -----------------------------------------------------------------
-
-CURVE_POINTS = 80
-
-
-def curve(history: list[dict], train_size: int, eval_split: str) -> dict[str, list]:
-    """The per-epoch bounds at about CURVE_POINTS log-spaced epochs: what a figure against
-    'training samples evaluated' needs, small enough for reproduction.json."""
-    if not history:
-        return {}
-    n = len(history)
-    idx = np.unique(np.round(np.geomspace(1, n, min(CURVE_POINTS, n))).astype(int)) - 1
-    rows = [history[i] for i in idx]
-    return {"epoch": [r["epoch"] for r in rows],
-            "examples": [r["epoch"] * train_size for r in rows],
-            "train_neg_elbo": [round(r["train_neg_elbo"], 4) for r in rows],
-            f"{eval_split}_neg_elbo": [round(r[f"{eval_split}_neg_elbo"], 4) for r in rows]}
-
+from .protocol import get_protocol
+from .run import read_record, seed_dir
 
 # -- Kingma & Welling (2014), Figure 2 ----------------------------------------------------------
+
 
 def draw_bound_panels(dirs: dict[str, Path], path: Path, *, title: str) -> Path:
     """One panel per member, in rows by data set: the lower bound L (= -neg_elbo) per example on
     the training set (solid) and the test set (dashed) against training examples evaluated, log
     scale, as the AEVB paper's Figure 2 (which also draws wake-sleep, not reproduced here)."""
     from ..viz.figures import new_figure, save_figure
+
     records = {m: read_record(d) for m, d in dirs.items()}
     groups: dict[str, list[str]] = {}
     for m in dirs:
@@ -106,10 +38,16 @@ def draw_bound_panels(dirs: dict[str, Path], path: Path, *, title: str) -> Path:
             record = records[member]
             c = (record or {}).get("curve") or {}
             eval_key = next((k for k in c if k.endswith("_neg_elbo") and not k.startswith("train")), None)
-            if c:
+            if c and eval_key is not None:
                 ax.plot(c["examples"], [-v for v in c["train_neg_elbo"]], color="C0", lw=1.5, label="AEVB (train)")
-                ax.plot(c["examples"], [-v for v in c[eval_key]], color="C0", lw=1.5, ls="--",
-                        label=f"AEVB ({eval_key.split('_')[0]})")
+                ax.plot(
+                    c["examples"],
+                    [-v for v in c[eval_key]],
+                    color="C0",
+                    lw=1.5,
+                    ls="--",
+                    label=f"AEVB ({eval_key.split('_')[0]})",
+                )
             else:
                 ax.text(0.5, 0.5, "not run yet", ha="center", va="center", transform=ax.transAxes)
             ax.set_xscale("log")
@@ -139,6 +77,7 @@ def draw_manifolds(dirs: dict[str, Path], path: Path, *, title: str) -> Path:
     from ..viz.figures import pixel_figure, place_image, save_figure
     from ..viz.grids import image_grid
     from ..viz.latent import manifold_grid
+
     panels = []
     for member, d in dirs.items():
         _, model = load_model(seed_dir(d, get_protocol(member).seeds[0]))

@@ -1,9 +1,12 @@
-"""What a published protocol is: the paper's number, how it was measured, and the run that
-reproduces it. The declarations themselves are in `protocols.py`; running them in `run.py`."""
+"""What a published protocol is (the paper's number, how it was measured, the run that reproduces
+it) and what a reproduced figure is, with their registries. The declarations are in
+`protocols.py` (imported by the package), running them in `run.py`, drawing in `figures.py`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..config import Config, build_config
@@ -17,7 +20,7 @@ class Citation:
     authors: str
     year: int
     title: str
-    where: str      # "Table 1", "Figure 2"
+    where: str  # "Table 1", "Figure 2"
     row: str
     column: str
 
@@ -28,8 +31,14 @@ class Citation:
         return f"{who} {self.year}, {self.where}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"authors": self.authors, "year": self.year, "title": self.title, "where": self.where,
-                "row": self.row, "column": self.column}
+        return {
+            "authors": self.authors,
+            "year": self.year,
+            "title": self.title,
+            "where": self.where,
+            "row": self.row,
+            "column": self.column,
+        }
 
 
 @dataclass(frozen=True)
@@ -88,12 +97,13 @@ class Protocol:
     cpu_seconds_per_epoch: float | None = None
     also: tuple[Metric, ...] = ()
     notes: str = ""
-    figure: str | None = None   # the reproduced figure this run is drawn in (figures.py)
-    figure_xlim: tuple[float, float] | None = None   # that figure's x-axis (training examples)
+    figure: str | None = None  # the reproduced figure this run is drawn in (figures.py)
+    figure_xlim: tuple[float, float] | None = None  # that figure's x-axis (training examples)
     paper_also: dict[str, float] = field(default_factory=dict)  # the paper's values of `also` metrics, by key
 
-    def config(self, seed: int, *, epochs: int | None = None, data_dir: str | None = None,
-               device: str = "auto") -> Config:
+    def config(
+        self, seed: int, *, epochs: int | None = None, data_dir: str | None = None, device: str = "auto"
+    ) -> Config:
         over = {section: dict(values) for section, values in self.overrides.items()}
         over.setdefault("train", {}).update(seed=seed, device=device)
         if epochs is not None:
@@ -118,8 +128,11 @@ class Protocol:
             return "Larochelle's fixed binarization"
         if d.dataset == "frey_face":
             return "continuous (Gaussian decoder)"
-        return {"dynamic": "dynamic binarization (evaluated on one fixed draw)",
-                "static": "one fixed seeded binarization", "none": "grey values as Bernoulli targets"}[d.binarize]
+        return {
+            "dynamic": "dynamic binarization (evaluated on one fixed draw)",
+            "static": "one fixed seeded binarization",
+            "none": "grey values as Bernoulli targets",
+        }[d.binarize]
 
 
 PROTOCOLS: dict[str, Protocol] = {}
@@ -134,7 +147,6 @@ def register_protocol(protocol: Protocol) -> Protocol:
 
 
 def get_protocol(name: str) -> Protocol:
-    from . import protocols  # noqa: F401 - fills the registry
     try:
         return PROTOCOLS[name]
     except KeyError:
@@ -142,5 +154,25 @@ def get_protocol(name: str) -> Protocol:
 
 
 def all_protocols() -> list[Protocol]:
-    from . import protocols  # noqa: F401
     return list(PROTOCOLS.values())
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure drawn from several protocols' runs, in the paper's layout."""
+
+    name: str
+    citation: Citation
+    members: tuple[str, ...]
+    draw: Callable[[dict[str, Path], Path], Path]  # member directories -> the PNG written
+    caption: str = ""
+
+
+FIGURES: dict[str, Figure] = {}
+
+
+def register_figure(figure: Figure) -> Figure:
+    if figure.name in FIGURES:
+        raise ValueError(f"figure {figure.name!r} is declared twice")
+    FIGURES[figure.name] = figure
+    return figure

@@ -8,15 +8,18 @@ costs are seconds per epoch with one thread on the project's 2-core machine
 
 from __future__ import annotations
 
-from .figures import Figure, draw_bound_panels, draw_manifolds, register_figure
-from .protocol import Citation, Metric, Protocol, register_protocol
+from typing import Any
+
+from .figures import draw_bound_panels, draw_manifolds
+from .protocol import Citation, Figure, Metric, Protocol, register_figure, register_protocol
 
 NLL_5000 = Metric("nll", "test", k=5000)
 
 # -- Burda, Grosse & Salakhutdinov (2016): one stochastic layer --------------------------------
 
-IWAE = dict(authors="Yuri Burda, Roger Grosse, Ruslan Salakhutdinov", year=2016,
-            title="Importance Weighted Autoencoders")
+IWAE: dict[str, Any] = dict(
+    authors="Yuri Burda, Roger Grosse, Ruslan Salakhutdinov", year=2016, title="Importance Weighted Autoencoders"
+)
 IWAE_NOTES = (
     "Section 5 and appendix: 784-200-200-50 tanh, Glorot & Bengio initialisation, Adam (0.9, 0.999, "
     "eps 1e-4), batch 20, lr 1e-3 * 10^(-i/7) for 3^i epochs, i = 0..7 (3280 epochs), all 60000 training "
@@ -26,34 +29,73 @@ IWAE_NOTES = (
     "here (Adam beta1 0.99 with the second moment started at 1, a loss summed over the batch, 59600 "
     "training images, a fixed batch order); vaelab follows the text, averages the loss over the batch "
     "and shuffles every epoch. The test images are binarized once with a fixed seed (the code draws "
-    "them afresh; the expectation is the same).")
-STATIC_NOTE = (" Appendix D: the same model on Larochelle & Murray's fixed binarization, trained on its "
-               "train + valid files (60000), tested on its test file.")
+    "them afresh; the expectation is the same)."
+)
+STATIC_NOTE = (
+    " Appendix D: the same model on Larochelle & Murray's fixed binarization, trained on its "
+    "train + valid files (60000), tested on its test file."
+)
 
-register_protocol(Protocol(
-    "iwae-vae-1layer", Citation(**IWAE, where="Table 1", row="VAE, 1 stochastic layer", column="k = 1"),
-    86.76, NLL_5000, "iwae-paper", also=(Metric("neg_elbo"),), cpu_seconds_per_epoch=7.0, notes=IWAE_NOTES))
-register_protocol(Protocol(
-    "iwae-iwae50-1layer", Citation(**IWAE, where="Table 1", row="IWAE, 1 stochastic layer", column="k = 50"),
-    84.78, NLL_5000, "iwae-paper", overrides={"train": {"objective": "iwae", "k": 50}},
-    also=(Metric("neg_elbo"),), cpu_seconds_per_epoch=50.0, notes=IWAE_NOTES))
-register_protocol(Protocol(
-    "iwae-vae-1layer-static",
-    Citation(**IWAE, where="Appendix D, Table 3", row="VAE, 1 stochastic layer (fixed binarization)",
-             column="k = 1"),
-    88.71, NLL_5000, "iwae-paper-static", also=(Metric("neg_elbo"),), cpu_seconds_per_epoch=7.0,
-    notes=IWAE_NOTES + STATIC_NOTE))
-register_protocol(Protocol(
-    "iwae-iwae50-1layer-static",
-    Citation(**IWAE, where="Appendix D, Table 3", row="IWAE, 1 stochastic layer (fixed binarization)",
-             column="k = 50"),
-    87.10, NLL_5000, "iwae-paper-static", overrides={"train": {"objective": "iwae", "k": 50}},
-    also=(Metric("neg_elbo"),), cpu_seconds_per_epoch=50.0, notes=IWAE_NOTES + STATIC_NOTE))
+register_protocol(
+    Protocol(
+        "iwae-vae-1layer",
+        Citation(**IWAE, where="Table 1", row="VAE, 1 stochastic layer", column="k = 1"),
+        86.76,
+        NLL_5000,
+        "iwae-paper",
+        also=(Metric("neg_elbo"),),
+        cpu_seconds_per_epoch=7.0,
+        notes=IWAE_NOTES,
+    )
+)
+register_protocol(
+    Protocol(
+        "iwae-iwae50-1layer",
+        Citation(**IWAE, where="Table 1", row="IWAE, 1 stochastic layer", column="k = 50"),
+        84.78,
+        NLL_5000,
+        "iwae-paper",
+        overrides={"train": {"objective": "iwae", "k": 50}},
+        also=(Metric("neg_elbo"),),
+        cpu_seconds_per_epoch=50.0,
+        notes=IWAE_NOTES,
+    )
+)
+register_protocol(
+    Protocol(
+        "iwae-vae-1layer-static",
+        Citation(
+            **IWAE, where="Appendix D, Table 3", row="VAE, 1 stochastic layer (fixed binarization)", column="k = 1"
+        ),
+        88.71,
+        NLL_5000,
+        "iwae-paper-static",
+        also=(Metric("neg_elbo"),),
+        cpu_seconds_per_epoch=7.0,
+        notes=IWAE_NOTES + STATIC_NOTE,
+    )
+)
+register_protocol(
+    Protocol(
+        "iwae-iwae50-1layer-static",
+        Citation(
+            **IWAE, where="Appendix D, Table 3", row="IWAE, 1 stochastic layer (fixed binarization)", column="k = 50"
+        ),
+        87.10,
+        NLL_5000,
+        "iwae-paper-static",
+        overrides={"train": {"objective": "iwae", "k": 50}},
+        also=(Metric("neg_elbo"),),
+        cpu_seconds_per_epoch=50.0,
+        notes=IWAE_NOTES + STATIC_NOTE,
+    )
+)
 
 # -- Jang, Gu & Poole (2017): categorical VAE, 20 x 10, Table 1 -------------------------------
 
-GUMBEL = dict(authors="Eric Jang, Shixiang Gu, Ben Poole", year=2017,
-              title="Categorical Reparameterization with Gumbel-Softmax")
+GUMBEL: dict[str, Any] = dict(
+    authors="Eric Jang, Shixiang Gu, Ben Poole", year=2017, title="Categorical Reparameterization with Gumbel-Softmax"
+)
 GUMBEL_NOTES = (
     "Section 4.2 and Table 1 (row VAE (Cat.), negative ELBO in nats on the test set): Larochelle's fixed "
     "binarization, 20 categorical variables of 10 classes, a uniform prior, samples made one-hot at "
@@ -65,28 +107,50 @@ GUMBEL_NOTES = (
     "The paper evaluates 'a multi-sample bound with m = 1000' of the discrete model; averaged over the "
     "m samples that is the discrete model's neg_elbo (its expectation does not depend on m), which is "
     "the value here; its importance-weighted form, L_1000 (nll at k = 1000), and the relaxed bound at "
-    "the last temperature (what the notebook prints while training) are reported beside it.")
+    "the last temperature (what the notebook prints while training) are reported beside it."
+)
 GUMBEL_ALSO = (Metric("neg_elbo_relaxed"), Metric("nll", "test", k=1000))
 
 
 def _gumbel(name: str, column: str, value: float, overrides: dict, note: str = "") -> None:
-    register_protocol(Protocol(
-        name, Citation(**GUMBEL, where="Table 1", row="VAE (Cat.), 20 x 10", column=column), value,
-        Metric("neg_elbo"), "gumbel-softmax-paper", overrides=overrides, seeds=(0, 1, 2), also=GUMBEL_ALSO,
-        cpu_seconds_per_epoch=8.0, notes=GUMBEL_NOTES + note))
+    register_protocol(
+        Protocol(
+            name,
+            Citation(**GUMBEL, where="Table 1", row="VAE (Cat.), 20 x 10", column=column),
+            value,
+            Metric("neg_elbo"),
+            "gumbel-softmax-paper",
+            overrides=overrides,
+            seeds=(0, 1, 2),
+            also=GUMBEL_ALSO,
+            cpu_seconds_per_epoch=8.0,
+            notes=GUMBEL_NOTES + note,
+        )
+    )
 
 
 _gumbel("gumbel-softmax-vae", "Gumbel-S.", 101.5, {})
-_gumbel("gumbel-softmax-vae-st", "ST Gumbel-S.", 107.8, {"model": {"hard": True}},
-        " Straight-through: one-hot samples forward, the relaxed gradient backward.")
-_gumbel("gumbel-softmax-vae-sf", "SF", 110.6,
-        {"train": {"estimator": "score-function"}, "model": {"baseline": "moving-average"}},
-        " Score function (REINFORCE) with a moving-average baseline; the paper adds variance "
-        "normalisation, which vaelab does not do.")
+_gumbel(
+    "gumbel-softmax-vae-st",
+    "ST Gumbel-S.",
+    107.8,
+    {"model": {"hard": True}},
+    " Straight-through: one-hot samples forward, the relaxed gradient backward.",
+)
+_gumbel(
+    "gumbel-softmax-vae-sf",
+    "SF",
+    110.6,
+    {"train": {"estimator": "score-function"}, "model": {"baseline": "moving-average"}},
+    " Score function (REINFORCE) with a moving-average baseline; the paper adds variance "
+    "normalisation, which vaelab does not do.",
+)
 
 # -- Kingma & Welling (2014): Figure 2 and Figure 4 --------------------------------------------
 
-AEVB = dict(authors="Diederik P. Kingma, Max Welling", year=2014, title="Auto-Encoding Variational Bayes")
+AEVB: dict[str, Any] = dict(
+    authors="Diederik P. Kingma, Max Welling", year=2014, title="Auto-Encoding Variational Bayes"
+)
 AEVB_NOTES = (
     "Section 5: one hidden layer of tanh units (500 for MNIST, 200 for Frey Face), minibatches of 100, "
     "L = 1, Adagrad with a global step size from {0.01, 0.02, 0.1} (0.01 here), every parameter "
@@ -106,41 +170,88 @@ MNIST_EXAMPLES, FREY_EXAMPLES = 60000, 1765
 MNIST_XMAX, FREY_XMAX = 2.5e8, 1e8
 
 
-def _aevb(name: str, dataset: str, nz: int, test: float | None, train: float | None = None, *,
-          figure: str = "aevb-figure2", cost: float, where: str = "Figure 2",
-          column: str = "AEVB (test), at the right edge") -> None:
+def _aevb(
+    name: str,
+    dataset: str,
+    nz: int,
+    test: float | None,
+    train: float | None = None,
+    *,
+    figure: str = "aevb-figure2",
+    cost: float,
+    where: str = "Figure 2",
+    column: str = "AEVB (test), at the right edge",
+) -> None:
     mnist = dataset == "mnist"
     examples, xmax = (MNIST_EXAMPLES, MNIST_XMAX) if mnist else (FREY_EXAMPLES, FREY_XMAX)
     epochs = -(-int(xmax) // examples)  # as far as the figure's x-axis goes
     # the figure plots the bound L; vaelab's neg_elbo is -L
-    register_protocol(Protocol(
-        name, Citation(**AEVB, where=where, row=f"{'MNIST' if mnist else 'Frey Face'}, N_z = {nz}",
-                       column=column),
-        None if test is None else -test, Metric("neg_elbo"), "aevb-mnist" if mnist else "aevb-frey",
-        overrides={"model": {"latent_dim": nz}, "train": {"epochs": epochs}},
-        also=(Metric("neg_elbo", "train"),),
-        paper_also={} if train is None else {"neg_elbo_train": -train},
-        cpu_seconds_per_epoch=cost, notes=AEVB_NOTES, figure=figure, figure_xlim=(1e5, xmax)))
+    register_protocol(
+        Protocol(
+            name,
+            Citation(**AEVB, where=where, row=f"{'MNIST' if mnist else 'Frey Face'}, N_z = {nz}", column=column),
+            None if test is None else -test,
+            Metric("neg_elbo"),
+            "aevb-mnist" if mnist else "aevb-frey",
+            overrides={"model": {"latent_dim": nz}, "train": {"epochs": epochs}},
+            also=(Metric("neg_elbo", "train"),),
+            paper_also={} if train is None else {"neg_elbo_train": -train},
+            cpu_seconds_per_epoch=cost,
+            notes=AEVB_NOTES,
+            figure=figure,
+            figure_xlim=(1e5, xmax),
+        )
+    )
 
 
 # (N_z, L test, L train) at the right edge of each panel of Figure 2
-for _nz, _test, _train in ((3, -133.5, -127.9), (5, -118.7, -114.8), (10, -103.3, -99.1), (20, -99.4, -97.2),
-                           (200, -99.5, -97.6)):
+for _nz, _test, _train in (
+    (3, -133.5, -127.9),
+    (5, -118.7, -114.8),
+    (10, -103.3, -99.1),
+    (20, -99.4, -97.2),
+    (200, -99.5, -97.6),
+):
     _aevb(f"aevb-fig2-mnist-nz{_nz}", "mnist", _nz, _test, _train, cost=9.2)
 for _nz, _test, _train in ((2, 872, 935), (5, 1115, 1233), (10, 1307, 1463), (20, 1312, 1488)):
     _aevb(f"aevb-fig2-frey-nz{_nz}", "frey_face", _nz, _test, _train, cost=0.14)
-_aevb("aevb-fig4-mnist-nz2", "mnist", 2, None, figure="aevb-figure4", cost=9.2, where="Figure 4",
-      column="the learned 2-D manifold (a picture)")
+_aevb(
+    "aevb-fig4-mnist-nz2",
+    "mnist",
+    2,
+    None,
+    figure="aevb-figure4",
+    cost=9.2,
+    where="Figure 4",
+    column="the learned 2-D manifold (a picture)",
+)
 
-register_figure(Figure(
-    "aevb-figure2", Citation(**AEVB, where="Figure 2", row="all panels", column="AEVB (train), AEVB (test)"),
-    tuple(f"aevb-fig2-mnist-nz{n}" for n in (3, 5, 10, 20, 200)) + tuple(f"aevb-fig2-frey-nz{n}" for n in (2, 5, 10, 20)),
-    lambda dirs, path: draw_bound_panels(dirs, path, title="Kingma & Welling (2014), Figure 2, reproduced by "
-                                         "vaelab: the AEVB lower bound on the training and test sets"),
-    caption="The lower bound per example against training examples evaluated; wake-sleep is not drawn."))
-register_figure(Figure(
-    "aevb-figure4", Citation(**AEVB, where="Figure 4", row="(a) Frey Face, (b) MNIST", column="N_z = 2"),
-    ("aevb-fig2-frey-nz2", "aevb-fig4-mnist-nz2"),
-    lambda dirs, path: draw_manifolds(dirs, path, title="Kingma & Welling (2014), Figure 4, reproduced by "
-                                      "vaelab: learned 2-D manifolds, E[x|z] over z = Phi^-1(u)"),
-    caption="N_z = 2 runs trained as long as Figure 2's (Frey Face: its N_z = 2 run)."))
+register_figure(
+    Figure(
+        "aevb-figure2",
+        Citation(**AEVB, where="Figure 2", row="all panels", column="AEVB (train), AEVB (test)"),
+        tuple(f"aevb-fig2-mnist-nz{n}" for n in (3, 5, 10, 20, 200))
+        + tuple(f"aevb-fig2-frey-nz{n}" for n in (2, 5, 10, 20)),
+        lambda dirs, path: draw_bound_panels(
+            dirs,
+            path,
+            title="Kingma & Welling (2014), Figure 2, reproduced by "
+            "vaelab: the AEVB lower bound on the training and test sets",
+        ),
+        caption="The lower bound per example against training examples evaluated; wake-sleep is not drawn.",
+    )
+)
+register_figure(
+    Figure(
+        "aevb-figure4",
+        Citation(**AEVB, where="Figure 4", row="(a) Frey Face, (b) MNIST", column="N_z = 2"),
+        ("aevb-fig2-frey-nz2", "aevb-fig4-mnist-nz2"),
+        lambda dirs, path: draw_manifolds(
+            dirs,
+            path,
+            title="Kingma & Welling (2014), Figure 4, reproduced by "
+            "vaelab: learned 2-D manifolds, E[x|z] over z = Phi^-1(u)",
+        ),
+        caption="N_z = 2 runs trained as long as Figure 2's (Frey Face: its N_z = 2 run).",
+    )
+)

@@ -19,19 +19,22 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import numpy as np
 
 from .. import checkpoint as ckpt
 from ..errors import VaelabError
 from ..runs import exclusive
-from .protocol import Metric, Protocol, get_protocol
+from .protocol import FIGURES, Metric, Protocol, get_protocol
 
 REPRODUCTION = "reproduction.json"
 EVAL_CACHE = "reproduction_eval.json"
 FORMAT = "vaelab-reproduction-1"
-PROGRESS_EVERY = 60.0   # seconds between "time left" lines
+PROGRESS_EVERY = 60.0  # seconds between "time left" lines
 
 
 def seed_dir(out: Path, seed: int) -> Path:
@@ -56,8 +59,10 @@ def read_record(out: str | Path) -> dict | None:
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise VaelabError(f"{path} is damaged ({e}); delete it and run the same command again "
-                          "(the runs beside it are kept and resumed)") from None
+        raise VaelabError(
+            f"{path} is damaged ({e}); delete it and run the same command again "
+            "(the runs beside it are kept and resumed)"
+        ) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("protocol"), str):
         raise VaelabError(f"{path} is not a vaelab reproduction record")
     return record
@@ -69,17 +74,24 @@ def _claim(out: Path, protocol: Protocol) -> None:
         raise VaelabError(f"--out {out} is a file; give a directory for the reproduction")
     record = read_record(out) if out.is_dir() else None
     if record is not None and record["protocol"] != protocol.name:
-        raise VaelabError(f"{out} holds the reproduction of {record['protocol']!r}, not {protocol.name!r}; "
-                          "give another --out")
-    strays = [p.name for p in out.iterdir() if p.name != ".lock" and not (p.is_dir() and p.name.startswith("seed-"))] \
-        if record is None and out.is_dir() else []
+        raise VaelabError(
+            f"{out} holds the reproduction of {record['protocol']!r}, not {protocol.name!r}; give another --out"
+        )
+    strays = (
+        [p.name for p in out.iterdir() if p.name != ".lock" and not (p.is_dir() and p.name.startswith("seed-"))]
+        if record is None and out.is_dir()
+        else []
+    )
     if strays:
-        raise VaelabError(f"{out} already holds other files ({', '.join(sorted(strays)[:3])}) and no {REPRODUCTION}; "
-                          "give a new or empty --out")
+        raise VaelabError(
+            f"{out} already holds other files ({', '.join(sorted(strays)[:3])}) and no {REPRODUCTION}; "
+            "give a new or empty --out"
+        )
 
 
 def _machine() -> str:
     import torch
+
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
@@ -89,20 +101,25 @@ def _machine() -> str:
     except OSError:
         pass
     threads = torch.get_num_threads()
-    return (f"CPU {cpu} ({os.cpu_count()} cores), {threads} thread{'s' * (threads != 1)}, "
-            f"torch {torch.__version__}")
+    return f"CPU {cpu} ({os.cpu_count()} cores), {threads} thread{'s' * (threads != 1)}, torch {torch.__version__}"
 
 
 def _version() -> tuple[str, str | None]:
     """The package version and, when it runs from a git checkout, the commit."""
     from importlib.metadata import PackageNotFoundError, version
+
     try:
         v = version("vaelab")
     except PackageNotFoundError:
         v = "unknown"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         sha = commit.stdout.strip() if commit.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         sha = None
@@ -135,15 +152,18 @@ def _seconds_per_epoch(history: list[dict]) -> float | None:
 
 # -- evaluation as the paper did it ----------------------------------------------------------
 
+
 def _weights_step(run: Path) -> int:
     return int(ckpt.weights_info(run).get("step", -1))
 
 
-def evaluate_seed(protocol: Protocol, run: Path, *, data_dir: str | None, device: str,
-                  log: Callable[[str], None]) -> dict[str, dict]:
+def evaluate_seed(
+    protocol: Protocol, run: Path, *, data_dir: str | None, device: str, log: Callable[[str], None]
+) -> dict[str, dict]:
     """Every metric of the protocol on this seed's final weights: {metric key: {value, stderr,
     seconds}}; cached in RUN/reproduction_eval.json for the weights' training step."""
-    from ..api import evaluate
+    from ..evaluation import evaluate_run as evaluate
+
     path = run / EVAL_CACHE
     step = _weights_step(run)
     cache: dict[str, Any] = {}
@@ -161,30 +181,43 @@ def evaluate_seed(protocol: Protocol, run: Path, *, data_dir: str | None, device
             todo.setdefault((m.split, m.name == "neg_elbo_relaxed"), []).append(m)
     for (split, relaxed), metrics in todo.items():
         k = max((m.k for m in metrics if m.k), default=None)
-        log(f"reproduce {protocol.name}: evaluating {run.name} on {split}"
-            + (f" (importance sampling, k = {k})" if k else "") + (" (relaxed)" if relaxed else ""))
+        log(
+            f"reproduce {protocol.name}: evaluating {run.name} on {split}"
+            + (f" (importance sampling, k = {k})" if k else "")
+            + (" (relaxed)" if relaxed else "")
+        )
         start = time.perf_counter()
-        result = evaluate(run, split, iw_samples=k, device=device, data_dir=data_dir, relaxed=relaxed,
-                          progress=sys.stderr.isatty())
+        result = evaluate(
+            run, split, iw_samples=k, device=device, data_dir=data_dir, relaxed=relaxed, progress=sys.stderr.isatty()
+        )
         seconds = time.perf_counter() - start
         for m in metrics:
             name = "nll" if m.name == "nll" else "neg_elbo"
-            results[m.key] = {"value": result[name], "stderr": result[f"{name}_stderr"], "seconds": seconds,
-                              "active_units": result["active_units"], "n": result["n"]}
+            results[m.key] = {
+                "value": result[name],
+                "stderr": result[f"{name}_stderr"],
+                "seconds": seconds,
+                "active_units": result["active_units"],
+                "n": result["n"],
+            }
         ckpt.atomic_write_text(path, json.dumps(cache, indent=2) + "\n")
     return results
 
 
 # -- the row -----------------------------------------------------------------------------------
 
+
 def _summary(values: list[float]) -> dict[str, Any]:
-    return {"value": statistics.fmean(values) if values else None,
-            "sd": statistics.stdev(values) if len(values) > 1 else None,
-            "values": values}
+    return {
+        "value": statistics.fmean(values) if values else None,
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "values": values,
+    }
 
 
-def build_record(protocol: Protocol, out: Path, seeds: tuple[int, ...], command: str,
-                 evaluations: dict[int, dict[str, dict]]) -> dict[str, Any]:
+def build_record(
+    protocol: Protocol, out: Path, seeds: tuple[int, ...], command: str, evaluations: dict[int, dict[str, dict]]
+) -> dict[str, Any]:
     """The row of reproduction.json from what is on disk now."""
     per_seed = []
     wall = 0.0
@@ -193,9 +226,10 @@ def build_record(protocol: Protocol, out: Path, seeds: tuple[int, ...], command:
         history = ckpt.read_metrics(run) if (run / ckpt.RESUME).is_file() else []
         wall += sum(r.get("train_seconds", 0.0) + r.get("eval_seconds", 0.0) for r in history)
         ev = evaluations.get(seed, {})
-        wall += sum({m["seconds"] for m in ev.values()})   # one evaluation may give several metrics
-        per_seed.append({"seed": seed, "epochs_run": len(history), "run": run.name,
-                         **{key: m["value"] for key, m in ev.items()}})
+        wall += sum({m["seconds"] for m in ev.values()})  # one evaluation may give several metrics
+        per_seed.append(
+            {"seed": seed, "epochs_run": len(history), "run": run.name, **{key: m["value"] for key, m in ev.items()}}
+        )
     evaluated = [seed for seed in seeds if protocol.metric.key in evaluations.get(seed, {})]
     main = _summary([evaluations[s][protocol.metric.key]["value"] for s in evaluated])
     also = {}
@@ -207,7 +241,7 @@ def build_record(protocol: Protocol, out: Path, seeds: tuple[int, ...], command:
     extra = {}
     if protocol.figure is not None:  # the curve the figure draws, small enough to commit
         from ..dataprep import eval_split_for
-        from .figures import curve
+
         cfg = protocol.config(seeds[0])
         run = seed_dir(out, seeds[0])
         history = ckpt.read_metrics(run) if (run / ckpt.RESUME).is_file() else []
@@ -234,7 +268,7 @@ def build_record(protocol: Protocol, out: Path, seeds: tuple[int, ...], command:
         "vaelab_commit": commit,
         "command": command,
         "notes": protocol.notes,
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         **extra,
     }
 
@@ -242,6 +276,7 @@ def build_record(protocol: Protocol, out: Path, seeds: tuple[int, ...], command:
 def train_size(data) -> int:
     """Training examples per epoch of a built-in data set."""
     from ..data import DATASETS
+
     n_train, n_valid, _ = DATASETS[data.dataset].split_sizes
     return n_train + (n_valid if data.full_train else 0)
 
@@ -254,12 +289,12 @@ def write_record(out: Path, record: dict) -> Path:
 
 # -- the run -----------------------------------------------------------------------------------
 
+
 class _TimeLeft:
     """An on_epoch hook that prints where the protocol is and the time left, once a minute."""
 
     def __init__(self, protocol: Protocol, seed_index: int, n_seeds: int, target: int, log, per_epoch: float | None):
-        self.protocol, self.seed_index, self.n_seeds, self.target, self.log = \
-            protocol, seed_index, n_seeds, target, log
+        self.protocol, self.seed_index, self.n_seeds, self.target, self.log = protocol, seed_index, n_seeds, target, log
         self.per_epoch = per_epoch
         self.last = time.monotonic()
         self.last_print = 0.0
@@ -279,25 +314,35 @@ class _TimeLeft:
         epoch = record["epoch"]
         if now - self.last_print >= PROGRESS_EVERY or epoch == self.target:
             self.last_print = now
-            self.log(progress_line(self.protocol, self.seed_index, self.n_seeds, epoch, self.target,
-                                   self.left(epoch)))
+            self.log(progress_line(self.protocol, self.seed_index, self.n_seeds, epoch, self.target, self.left(epoch)))
 
 
-def progress_line(protocol: Protocol, seed_index: int, n_seeds: int, epoch: int, target: int,
-                  left: float | None) -> str:
+def progress_line(
+    protocol: Protocol, seed_index: int, n_seeds: int, epoch: int, target: int, left: float | None
+) -> str:
     pct = 100.0 * epoch / target if target else 100.0
     eta = f"; about {format_duration(left)} of training left" if left is not None and epoch < target * n_seeds else ""
-    return (f"reproduce {protocol.name}: seed {seed_index + 1} of {n_seeds}, epoch {epoch} of {target} "
-            f"({pct:.1f} %){eta}")
+    return (
+        f"reproduce {protocol.name}: seed {seed_index + 1} of {n_seeds}, epoch {epoch} of {target} ({pct:.1f} %){eta}"
+    )
 
 
-def reproduce(name: str, out: str | Path, *, seeds: tuple[int, ...] | None = None, epochs: int | None = None,
-              data_dir: str | None = None, device: str = "auto", progress: bool = True,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def reproduce(
+    name: str,
+    out: str | Path,
+    *,
+    seeds: tuple[int, ...] | None = None,
+    epochs: int | None = None,
+    data_dir: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run protocol `name` into `out` to its end (or `epochs`, marked incomplete), evaluate each
     seed as the paper did, and write out/reproduction.json; returns the record. Re-running
     continues where it stopped."""
-    from ..api import train
+    from ..training import train_run as train
+
     log = log or (lambda msg: print(msg, file=sys.stderr))
     protocol = get_protocol(name)
     out = Path(out)
@@ -325,8 +370,10 @@ def reproduce(name: str, out: str | Path, *, seeds: tuple[int, ...] | None = Non
             history = ckpt.read_metrics(run) if done else []
             cost = _seconds_per_epoch(history) or cost
             hook = _TimeLeft(protocol, i, len(seeds), target, log, cost)
-            log(progress_line(protocol, i, len(seeds), done, target, hook.left(done))
-                + (" (continuing)" if 0 < done < target else ""))
+            log(
+                progress_line(protocol, i, len(seeds), done, target, hook.left(done))
+                + (" (continuing)" if 0 < done < target else "")
+            )
             if done < target:
                 resume = (run / ckpt.RESUME).is_file()
                 if resume:
@@ -341,7 +388,8 @@ def reproduce(name: str, out: str | Path, *, seeds: tuple[int, ...] | None = Non
 
 
 def _check_own_run(run: Path, cfg, protocol: Protocol) -> None:
-    from ..api import check_resumable
+    from ..runs import check_resumable
+
     try:
         check_resumable(ckpt.load_config(run), cfg, run)
     except VaelabError as e:
@@ -354,10 +402,70 @@ def summary_line(record: dict) -> str:
         return f"reproduce {record['protocol']}: no seed evaluated yet"
     ours = f"{record['value']:.2f}" + (f" ± {record['sd']:.2f}" if record["sd"] is not None else "")
     paper = f", paper {record['paper_value']:.2f}" if record["paper_value"] is not None else ""
-    state = "complete" if record["complete"] else \
-        f"INCOMPLETE: {record['epochs_run']} of {record['epochs_total']} epochs"
+    state = (
+        "complete" if record["complete"] else f"INCOMPLETE: {record['epochs_run']} of {record['epochs_total']} epochs"
+    )
     return f"reproduce {record['protocol']}: {metric} {ours} over {len(record['values'])} seed(s){paper} ({state})"
 
 
 def finite(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
+
+
+# -- curves kept in a record -----------------------------------------------------------------
+
+CURVE_POINTS = 80
+
+
+def curve(history: list[dict], train_size: int, eval_split: str) -> dict[str, list]:
+    """The per-epoch bounds at about CURVE_POINTS log-spaced epochs: what a figure against
+    'training samples evaluated' needs, small enough for reproduction.json."""
+    if not history:
+        return {}
+    n = len(history)
+    idx = np.unique(np.round(np.geomspace(1, n, min(CURVE_POINTS, n))).astype(int)) - 1
+    rows = [history[i] for i in idx]
+    return {
+        "epoch": [r["epoch"] for r in rows],
+        "examples": [r["epoch"] * train_size for r in rows],
+        "train_neg_elbo": [round(r["train_neg_elbo"], 4) for r in rows],
+        f"{eval_split}_neg_elbo": [round(r[f"{eval_split}_neg_elbo"], 4) for r in rows],
+    }
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def run_figure(name: str, out: str | Path, **kw) -> Path:
+    """Run (or continue) every member of figure `name` into out/<member>, then draw it:
+
+        vaelab reproduce aevb-figure2 --out DIR     runs every member into DIR/<member>, then draws
+                                                    DIR/aevb-figure2.png
+
+    Members live side by side in DIR, so two figures drawn from one DIR share the runs they have
+    in common (Figure 4's Frey Face run is Figure 2's N_z = 2 panel). A member can also be run on
+    its own (`vaelab reproduce MEMBER --out DIR/MEMBER`), two at a time in parallel say; the
+    figure then finds it complete and only draws."""
+    figure = FIGURES[name]
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise VaelabError(f"--out {out} is a file; give a directory for the figure's runs")
+    dirs = {m: out / m for m in figure.members}
+    for member in figure.members:
+        get_protocol(member)
+    log = kw.get("log")
+    for i, member in enumerate(figure.members):
+        if log:
+            log(f"reproduce {name}: member {i + 1} of {len(figure.members)}: {member}")
+        reproduce(member, dirs[member], **kw)
+    path = figure.draw(dirs, out / f"{name}.png")
+    if log:
+        log(f"reproduce {name}: drawn in {path}")
+    return path
+
+
+def run_named(name: str, out: str | Path, **kw):
+    """Run a protocol, or every member of a figure and then the figure."""
+    if name in FIGURES:
+        return run_figure(name, out, **kw)
+    return reproduce(name, out, **kw)

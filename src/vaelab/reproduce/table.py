@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import VaelabError
-from .protocol import all_protocols
+from .protocol import FIGURES, all_protocols
 from .run import FORMAT, REPRODUCTION, epochs_done, format_duration, read_record, seed_dir
 
 
-def find_records(paths: list[str | Path]) -> list[dict]:
+def find_records(paths: Sequence[str | Path]) -> list[dict]:
     """Reproduction records under `paths`: reproduction.json files at any depth, and *.json files
     that are records (the committed copies in reproductions/), one per protocol (the newest)."""
     found: dict[str, dict] = {}
@@ -73,8 +74,18 @@ def _epochs(record: dict) -> str:
 def markdown_table(records: list[dict]) -> str:
     """One row per protocol: the paper's number beside ours, the gap, how much ran, its cost and
     the command that made it."""
-    head = ["protocol", "paper", "metric", "paper's", "ours (mean ± sd)", "gap", "also measured", "epochs",
-            "wall time, machine", "command"]
+    head = [
+        "protocol",
+        "paper",
+        "metric",
+        "paper's",
+        "ours (mean ± sd)",
+        "gap",
+        "also measured",
+        "epochs",
+        "wall time, machine",
+        "command",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         p = r["paper"]
@@ -82,8 +93,18 @@ def markdown_table(records: list[dict]) -> str:
         gap = "—" if r["value"] is None or r["paper_value"] is None else f"{r['value'] - r['paper_value']:+.2f}"
         metric = f"{r['metric']['description']}; {r['binarization']}"
         cost = f"{format_duration(r['wall_seconds'])}, {r['machine']}"
-        cells = [f"`{r['protocol']}`", paper, metric, _num(r["paper_value"]), _ours(r), gap, _also(r), _epochs(r),
-                 cost, f"`{r['command']}`"]
+        cells = [
+            f"`{r['protocol']}`",
+            paper,
+            metric,
+            _num(r["paper_value"]),
+            _ours(r),
+            gap,
+            _also(r),
+            _epochs(r),
+            cost,
+            f"`{r['command']}`",
+        ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -103,10 +124,9 @@ def _progress(out: Path, protocol) -> str:
     return f"{state}{value}  ({out})"
 
 
-def list_protocols(outs: list[str | Path] = ()) -> str:
+def list_protocols(outs: Sequence[str | Path] = ()) -> str:
     """Every protocol with its paper, number, metric, epochs and CPU cost; with `outs`
     (reproduction directories, or folders holding them), how far each has got."""
-    from .figures import FIGURES
     where: dict[str, Path] = {}
     for root in map(Path, outs):
         candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
@@ -123,15 +143,29 @@ def list_protocols(outs: list[str | Path] = ()) -> str:
         cost = p.cpu_seconds_per_epoch
         total = format_duration(cost * p.epochs * len(p.seeds)) if cost else "?"
         seeds = f" x {len(p.seeds)} seeds" if len(p.seeds) > 1 else ""
-        rows.append((p.name, f"{c.short()}, {c.row}, {c.column}", _num(p.paper_value), p.metric.describe(),
-                     f"{p.epochs}{seeds}", _num(cost, 1) if cost else "?", total,
-                     _progress(where[p.name], p) if p.name in where else ("" if not outs else "not found")))
+        rows.append(
+            (
+                p.name,
+                f"{c.short()}, {c.row}, {c.column}",
+                _num(p.paper_value),
+                p.metric.describe(),
+                f"{p.epochs}{seeds}",
+                _num(cost, 1) if cost else "?",
+                total,
+                _progress(where[p.name], p) if p.name in where else ("" if not outs else "not found"),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
-    figs = "\n".join(f"  {f.name}: {f.citation.authors} ({f.citation.year}), {f.citation.where}; runs "
-                     f"{', '.join(f.members)}" for f in FIGURES.values())
-    return text + ("\n\nFigures (vaelab reproduce FIGURE --out DIR runs every member, then draws it):\n" + figs
-                   if figs else "") + "\n"
+    figs = "\n".join(
+        f"  {f.name}: {f.citation.authors} ({f.citation.year}), {f.citation.where}; runs {', '.join(f.members)}"
+        for f in FIGURES.values()
+    )
+    return (
+        text
+        + ("\n\nFigures (vaelab reproduce FIGURE --out DIR runs every member, then draws it):\n" + figs if figs else "")
+        + "\n"
+    )
 
 
 README_START, README_END = "<!-- reproductions:start -->", "<!-- reproductions:end -->"

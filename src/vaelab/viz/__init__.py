@@ -13,12 +13,36 @@ HTML report and the interactive explorer.
 from .curves import save_curves
 from .grids import image_grid, png_bytes, save_grid, save_png, save_recon
 from .latent import LatentView, latent_view, manifold_grid, most_active, pca_2d, traversal_grid
-from .pictures import (save_categorical_traversal, save_class_usage, save_latent_scatter, save_manifold_2d,
-                       save_reconstructions, save_samples, save_traversals)
+from .pictures import (
+    PICTURES,
+    save_categorical_traversal,
+    save_class_usage,
+    save_latent_scatter,
+    save_manifold_2d,
+    save_reconstructions,
+    save_samples,
+    save_traversals,
+)
 
-PICTURES = ("curves", "samples", "reconstructions", "manifold", "latents")
-
-__all__ = ["PICTURES", "image_grid", "png_bytes", "save_grid", "save_png", "save_recon", "save_curves",
-           "LatentView", "latent_view", "manifold_grid", "most_active", "pca_2d", "traversal_grid",
-           "save_samples", "save_reconstructions", "save_manifold_2d", "save_traversals",
-           "save_categorical_traversal", "save_latent_scatter", "save_class_usage"]
+__all__ = [
+    "PICTURES",
+    "image_grid",
+    "png_bytes",
+    "save_grid",
+    "save_png",
+    "save_recon",
+    "save_curves",
+    "LatentView",
+    "latent_view",
+    "manifold_grid",
+    "most_active",
+    "pca_2d",
+    "traversal_grid",
+    "save_samples",
+    "save_reconstructions",
+    "save_manifold_2d",
+    "save_traversals",
+    "save_categorical_traversal",
+    "save_latent_scatter",
+    "save_class_usage",
+]

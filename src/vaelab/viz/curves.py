@@ -9,15 +9,18 @@ from matplotlib.ticker import MaxNLocator
 
 from .figures import new_figure, save_figure
 
-PANELS = (("neg_elbo", "-ELBO (nats per example)"),
-          ("rec", "reconstruction  -E_q log p(x|z)  (nats)"),
-          ("kl", "KL(q(z|x) || p(z))  (nats)"))
+PANELS = (
+    ("neg_elbo", "-ELBO (nats per example)"),
+    ("rec", "reconstruction  -E_q log p(x|z)  (nats)"),
+    ("kl", "KL(q(z|x) || p(z))  (nats)"),
+)
 
 
 def _series(history: list[dict], term: str) -> list[str]:
     """Keys `<split>_<term>` present in the history, training first."""
-    keys = {k for r in history for k in r if k.endswith("_" + term) and k[: -len(term) - 1] in
-            ("train", "valid", "test")}
+    keys = {
+        k for r in history for k in r if k.endswith("_" + term) and k[: -len(term) - 1] in ("train", "valid", "test")
+    }
     return sorted(keys, key=lambda k: (not k.startswith("train"), k))
 
 
@@ -36,9 +39,15 @@ def save_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
         for key in keys:
             points = [(r["epoch"], r[key]) for r in history if key in r]
             split = key.split("_", 1)[0] if key != "tau" else "tau"
-            ax.plot(*zip(*points), marker="o", ms=3, lw=1.5, ls="--" if "iwae" in key else "-",
-                    color={"train": "C0", "valid": "C1", "test": "C1"}.get(split, "C2"),
-                    label=key.replace("_", " ", 1) if key != "tau" else "tau")
+            ax.plot(
+                *zip(*points),
+                marker="o",
+                ms=3,
+                lw=1.5,
+                ls="--" if "iwae" in key else "-",
+                color={"train": "C0", "valid": "C1", "test": "C1"}.get(split, "C2"),
+                label=key.replace("_", " ", 1) if key != "tau" else "tau",
+            )
         ax.set_xlabel("epoch")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)

@@ -22,6 +22,7 @@ import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import torch
@@ -29,9 +30,9 @@ import torch
 from .grids import png_bytes
 from .latent import LatentView, class_probs, latent_view, most_active, one_hot_codes
 
-Z_LIMIT = 10.0       # decoded |z| is clamped here: far outside the prior, still finite
-PLANE = 3.0          # the 2-D plane shows z in [-PLANE, PLANE]^2
-MAX_POINTS = 2000    # test posterior means sent to draw under the point
+Z_LIMIT = 10.0  # decoded |z| is clamped here: far outside the prior, still finite
+PLANE = 3.0  # the 2-D plane shows z in [-PLANE, PLANE]^2
+MAX_POINTS = 2000  # test posterior means sent to draw under the point
 
 
 class Explorer:
@@ -53,8 +54,8 @@ class Explorer:
             return info
         mu = self.model.latent.mean(params).double() if params is not None and params.shape[0] else None
         order = list(range(v.dim))
-        var = [None] * v.dim
-        start = [0.0] * v.dim
+        var: list[float | None] = [None] * v.dim
+        start: list[float] = [0.0] * v.dim
         if mu is not None:
             dims, variances = most_active(mu, v.dim)
             order, var = dims.tolist(), [round(float(x), 4) for x in variances]
@@ -113,7 +114,7 @@ def make_handler(explorer: Explorer, title: str):
                 self.wfile.write(body)
 
         def _host_ok(self) -> bool:
-            port = self.server.server_address[1]
+            port = self.server.server_address[1]  # type: ignore[index]
             return self.headers.get("Host", "") in (f"127.0.0.1:{port}", f"localhost:{port}")
 
         def do_GET(self):
@@ -150,12 +151,30 @@ class ExploreServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/"
 
 
 def make_server(explorer: Explorer, port: int = 0, title: str = "vaelab explore") -> ExploreServer:
     """An HTTP server on 127.0.0.1:port (0: a free port); call serve_forever() to run it."""
     return ExploreServer(("127.0.0.1", port), make_handler(explorer, title))
+
+
+def explorer_for_run(run: str | Path, *, device: str = "auto", data_dir: str | None = None):
+    """The model side of `vaelab explore` (vaelab.viz.explore.Explorer), with the test posterior
+    means when the data is at hand (to start from and to draw), else without."""
+    from ..dataprep import load_inputs
+    from ..errors import VaelabError
+    from ..evaluation import encode_all
+    from ..runs import load_run
+
+    cfg, model = load_run(run, device, data_dir)
+    params = labels = None
+    try:
+        inputs = load_inputs(cfg.data, "test", expect_shape=cfg.model.input_shape)
+        params, labels = encode_all(model, inputs.images, cfg.train.eval_batch_size), inputs.labels
+    except VaelabError:
+        pass
+    return Explorer(model, params, labels)
 
 
 PAGE = r"""<!DOCTYPE html>

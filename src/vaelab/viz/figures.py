@@ -18,6 +18,7 @@ FONT = "DejaVu Sans"  # ships with matplotlib: the same look on every machine
 
 def new_figure(width_in: float, height_in: float):
     from matplotlib.figure import Figure
+
     return Figure(figsize=(width_in, height_in), dpi=DPI)
 
 

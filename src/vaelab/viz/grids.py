@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,10 +32,13 @@ def image_grid(images: torch.Tensor, ncol: int | None = None, pad: int = 2, scal
     nrow, ncol = grid_shape(n, ncol)
     if nrow * ncol > n:  # blank (white) cells fill the last row
         images = torch.cat([images, images.new_ones(nrow * ncol - n, c, h, w)])
-    cells = F.pad(images, (pad, 0, pad, 0), value=1.0)               # white border left and top of each cell
-    grid = (cells.reshape(nrow, ncol, c, h + pad, w + pad)
-            .permute(2, 0, 3, 1, 4).reshape(c, nrow * (h + pad), ncol * (w + pad)))
-    grid = F.pad(grid, (0, pad, 0, pad), value=1.0)                  # and the outer border right and bottom
+    cells = F.pad(images, (pad, 0, pad, 0), value=1.0)  # white border left and top of each cell
+    grid = (
+        cells.reshape(nrow, ncol, c, h + pad, w + pad)
+        .permute(2, 0, 3, 1, 4)
+        .reshape(c, nrow * (h + pad), ncol * (w + pad))
+    )
+    grid = F.pad(grid, (0, pad, 0, pad), value=1.0)  # and the outer border right and bottom
     if scale > 1:
         grid = grid.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
     arr = grid.numpy()
@@ -43,9 +47,10 @@ def image_grid(images: torch.Tensor, ncol: int | None = None, pad: int = 2, scal
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:
     import matplotlib.image as mpimg
+
     path = Path(path)
     make_parent(path)
-    kw = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if array.ndim == 2 else {}
+    kw: dict[str, Any] = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0} if array.ndim == 2 else {}
     atomic_write(path, lambda tmp: mpimg.imsave(tmp, array, format="png", **kw))
     return path
 
@@ -60,9 +65,10 @@ def interleave_rows(x: torch.Tensor, recon: torch.Tensor, ncol: int) -> torch.Te
     n = x.shape[0]
     rows = []
     for i in range(0, n, ncol):
-        rows += [x[i:i + ncol], recon[i:i + ncol]]
-    return torch.cat([torch.cat([r, r.new_ones(ncol - r.shape[0], *r.shape[1:])]) if r.shape[0] < ncol else r
-                      for r in rows])
+        rows += [x[i : i + ncol], recon[i : i + ncol]]
+    return torch.cat(
+        [torch.cat([r, r.new_ones(ncol - r.shape[0], *r.shape[1:])]) if r.shape[0] < ncol else r for r in rows]
+    )
 
 
 def save_recon(x: torch.Tensor, recon: torch.Tensor, path: str | Path, ncol: int = 16) -> Path:
@@ -75,6 +81,7 @@ def png_bytes(array: np.ndarray) -> bytes:
     only (zlib): fast enough to answer every slider move of `vaelab explore`."""
     import struct
     import zlib
+
     a = (np.clip(array, 0, 1) * 255 + 0.5).astype(np.uint8)
     h, w = a.shape[:2]
     colour = 0 if a.ndim == 2 else 2
@@ -82,5 +89,10 @@ def png_bytes(array: np.ndarray) -> bytes:
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )

@@ -7,52 +7,23 @@
 - categorical helpers for a latent of N variables with K classes each, whose decoder input is
   the N one-hot vectors laid end to end, variable by variable, (B, N*K).
 
-A model's latent family is seen through `latent_view(model)`: the pictures check `kind`, so a
-new family needs one branch there, nothing else.
+A model's latent is seen through `latent_view(model)`, the family's own `view` (a LatentView:
+continuous or categorical): the pictures ask the family how to show itself, never its name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..errors import VaelabError
-
-
-@dataclass(frozen=True)
-class LatentView:
-    kind: str            # "gaussian" or "categorical"
-    dim: int             # width of the decoder's input
-    n_vars: int = 0      # categorical: N variables ...
-    n_classes: int = 0   # ... of K classes each (dim = N * K)
+from ..parts import LatentView
 
 
 def latent_view(model) -> LatentView:
-    if model.cfg.latent == "categorical":
-        n, k = categorical_shape(model)
-        return LatentView("categorical", model.latent.dim, n, k)
-    return LatentView("gaussian", model.latent.dim)
-
-
-def categorical_shape(model) -> tuple[int, int]:
-    """(N variables, K classes) of a categorical latent, read off the family object, else the
-    config (`model.categorical_dims`: [N, K], or K with N = latent_dim)."""
-    lat = model.latent
-    for a, b in (("n_vars", "n_classes"), ("n_variables", "n_classes"), ("num_vars", "num_classes"),
-                 ("n", "k"), ("N", "K")):
-        if isinstance(getattr(lat, a, None), int) and isinstance(getattr(lat, b, None), int):
-            return getattr(lat, a), getattr(lat, b)
-    dims = getattr(model.cfg, "categorical_dims", None)
-    if isinstance(dims, (list, tuple)) and len(dims) == 2:
-        return int(dims[0]), int(dims[1])
-    if isinstance(dims, int) and dims > 0 and lat.dim % dims == 0:
-        return lat.dim // dims, dims
-    raise VaelabError("cannot tell the number of variables and classes of this categorical latent "
-                      f"(latent dim {lat.dim}); vaelab's pictures expect model.categorical_dims")
+    return model.latent.view
 
 
 # -- Gaussian ----------------------------------------------------------------------------------
+
 
 def grid_quantiles(n: int) -> torch.Tensor:
     """u_i = (i + 1/2) / n, i = 0..n-1: n evenly spaced points inside (0, 1), symmetric about 1/2
@@ -64,8 +35,8 @@ def manifold_grid(n: int = 20) -> torch.Tensor:
     """(n*n, 2) latent points z = Phi^-1(u) in reading order of the picture: row r, column c is
     z = (Phi^-1(u_c), Phi^-1(u_{n-1-r})), so z1 grows to the right and z2 grows upwards."""
     q = torch.special.ndtri(grid_quantiles(n))
-    z1 = q.expand(n, n)                       # columns
-    z2 = q.flip(0)[:, None].expand(n, n)      # rows, top row = largest z2
+    z1 = q.expand(n, n)  # columns
+    z2 = q.flip(0)[:, None].expand(n, n)  # rows, top row = largest z2
     return torch.stack([z1, z2], -1).reshape(n * n, 2).float()
 
 
@@ -102,20 +73,17 @@ def pca_2d(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     coords = u[:, :k] * s[:k]
     if k < 2:
         coords = torch.cat([coords, torch.zeros(x.shape[0], 2 - k, dtype=x.dtype)], 1)
-    power = s ** 2
+    power = s**2
     explained = power[:2] / power.sum().clamp_min(1e-300)
     return coords, torch.cat([explained, explained.new_zeros(2 - explained.shape[0])])
 
 
 # -- categorical -------------------------------------------------------------------------------
 
+
 def class_probs(model, params: torch.Tensor, view: LatentView) -> torch.Tensor:
-    """q(c_n = k | x) as (B, N, K) from encoder outputs: from the family's own `log_probs` if it
-    has one, else a softmax of the outputs read as logits."""
-    log_probs = getattr(model.latent, "log_probs", None)
-    if callable(log_probs):
-        return log_probs(params).exp().reshape(-1, view.n_vars, view.n_classes)
-    return torch.softmax(params.reshape(-1, view.n_vars, view.n_classes), -1)
+    """q(c_n = k | x) as (B, N, K) from encoder outputs: the family's E_q[z] of one-hot codes."""
+    return model.latent.mean(params).reshape(-1, view.n_vars, view.n_classes)
 
 
 def class_usage(probs: torch.Tensor) -> torch.Tensor:

@@ -13,41 +13,48 @@ import datetime as _dt
 import html
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..checkpoint import atomic_write_text
+from ..parts import LatentView
 
 TERMS = ("neg_iwae", "neg_elbo", "rec", "kl")
 SPLITS = ("train", "valid", "test")
 
 CAPTIONS = {
     "curves": "Training curves: the negative ELBO and its two terms, reconstruction and KL, in nats per "
-              "example, on the training set (running mean over the epoch) and on the split watched during "
-              "training. Lower is better.",
+    "example, on the training set (running mean over the epoch) and on the split watched during "
+    "training. Lower is better.",
     "samples": "z drawn from the prior p(z), decoded: on the left a draw x ~ p(x|z), on the right the "
-               "decoder mean E[x|z] of the same z.",
+    "decoder mean E[x|z] of the same z.",
     "reconstructions": "Test images, each row above the row of their reconstructions E[x|z] at the "
-                       "posterior mean z = E[z|x].",
+    "posterior mean z = E[z|x].",
     "manifold": {
-        "gaussian2": "The learned manifold, as in the AEVB paper's Figure 4: decoder means E[x|z] for "
-                     "z = \u03a6\u207b\u00b9(u) with u on an evenly spaced grid in (0, 1)\u00b2, so each cell "
-                     "holds equal prior mass.",
-        "gaussian": "Traversals: each row sweeps one of the most active latent dimensions (largest variance "
-                    "of the test posterior means) around the mean posterior mean; the other dimensions "
-                    "stay fixed.",
+        "continuous2": "The learned manifold, as in the AEVB paper's Figure 4: decoder means E[x|z] for "
+        "z = \u03a6\u207b\u00b9(u) with u on an evenly spaced grid in (0, 1)\u00b2, so each cell "
+        "holds equal prior mass.",
+        "continuous": "Traversals: each row sweeps one of the most active latent dimensions (largest variance "
+        "of the test posterior means) around the mean posterior mean; the other dimensions "
+        "stay fixed.",
         "categorical": "Each categorical variable set to each of its classes in turn, the others kept at the "
-                       "code of a test image (framed).",
+        "code of a test image (framed).",
     },
     "latents": {
-        "gaussian": "The latent space: posterior means E[z|x] of the test set, coloured by class when the "
-                    "data has labels (projected on two principal components beyond two dimensions).",
+        "continuous": "The latent space: posterior means E[z|x] of the test set, coloured by class when the "
+        "data has labels (projected on two principal components beyond two dimensions).",
         "categorical": "Class usage: for each variable, how often each class is the most probable one "
-                       "over the test set. A dead variable uses one class only.",
+        "over the test set. A dead variable uses one class only.",
     },
 }
 
-TITLES = {"curves": "Training curves", "samples": "Samples from the prior", "reconstructions": "Reconstructions",
-          "manifold": "Latent manifold", "latents": "Latent space"}
+TITLES = {
+    "curves": "Training curves",
+    "samples": "Samples from the prior",
+    "reconstructions": "Reconstructions",
+    "manifold": "Latent manifold",
+    "latents": "Latent space",
+}
 
 CSS = """
 :root { color-scheme: light; }
@@ -104,7 +111,7 @@ def metric_columns(history: list[dict]) -> list[str]:
     keys: list[str] = []
     for r in history:
         keys += [k for k in r if k not in keys]
-    ordered = [k for k in ("epoch", "step") if k in keys]
+    ordered: list[str] = [k for k in ("epoch", "step") if k in keys]
     ordered += [f"{s}_{t}" for t in TERMS for s in SPLITS if f"{s}_{t}" in keys]
     ordered += [k for k in ("tau", "lr") if k in keys]
     rest = [k for k in keys if k not in ordered]
@@ -126,15 +133,19 @@ def metrics_table(history: list[dict]) -> str:
     cols = metric_columns(history)
     head = "".join(f'<th data-key="{_e(c)}">{_e(c.replace("_", " "))}</th>' for c in cols)
     rows = "".join("<tr>" + "".join(_cell(c, r.get(c)) for c in cols) + "</tr>\n" for r in history)
-    return (f'<div class="scroll"><table id="metrics"><thead><tr>{head}</tr></thead>'
-            f"<tbody>\n{rows}</tbody></table></div>")
+    return (
+        f'<div class="scroll"><table id="metrics"><thead><tr>{head}</tr></thead><tbody>\n{rows}</tbody></table></div>'
+    )
 
 
 def _card(label: str, key: str, value, note: str = "", ident: str = "") -> str:
     idattr = f' id="{_e(ident)}"' if ident else ""
-    return (f'<div class="card"{idattr}><div class="label">{_e(label)}</div>'
-            f'<div class="value" data-key="{_e(key)}" data-value="{_e(json.dumps(value))}">{_e(fmt(key, value))}</div>'
-            + (f'<div class="note">{_e(note)}</div>' if note else "") + "</div>")
+    return (
+        f'<div class="card"{idattr}><div class="label">{_e(label)}</div>'
+        f'<div class="value" data-key="{_e(key)}" data-value="{_e(json.dumps(value))}">{_e(fmt(key, value))}</div>'
+        + (f'<div class="note">{_e(note)}</div>' if note else "")
+        + "</div>"
+    )
 
 
 def headline(history: list[dict]) -> str:
@@ -145,31 +156,55 @@ def headline(history: list[dict]) -> str:
     for s in SPLITS:
         key = f"{s}_neg_elbo"
         if key in last:
-            note = (f"rec {fmt('rec', last[f'{s}_rec'])}, kl {fmt('kl', last[f'{s}_kl'])}"
-                    if f"{s}_rec" in last and f"{s}_kl" in last else "")
+            note = (
+                f"rec {fmt('rec', last[f'{s}_rec'])}, kl {fmt('kl', last[f'{s}_kl'])}"
+                if f"{s}_rec" in last and f"{s}_kl" in last
+                else ""
+            )
             cards.append(_card(f"{s} neg_elbo, epoch {last['epoch']}", key, last[key], note, f"last-{s}-neg_elbo"))
     if "train_neg_iwae" in last:
         cards.append(_card(f"train neg_iwae, epoch {last['epoch']}", "train_neg_iwae", last["train_neg_iwae"]))
     seconds = sum(r.get("train_seconds", 0.0) for r in history)
-    cards.append(_card("training time (seconds)", "train_seconds", seconds,
-                       f"{len(history)} epoch{'s' if len(history) != 1 else ''}"))
+    cards.append(
+        _card(
+            "training time (seconds)",
+            "train_seconds",
+            seconds,
+            f"{len(history)} epoch{'s' if len(history) != 1 else ''}",
+        )
+    )
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
-EVAL_ROWS = (("neg_elbo", "neg_elbo (nats)"), ("neg_elbo_stderr", "\u00b1 standard error"), ("rec", "reconstruction"),
-             ("kl", "KL"), ("nll", "nll = -log p(x), importance sampled"), ("nll_stderr", "\u00b1 standard error"),
-             ("iw_samples", "importance samples k"), ("active_units", "active units"), ("n", "points"),
-             ("samples", "Monte-Carlo samples of z"), ("seed", "seed"), ("epoch", "weights of epoch"))
+EVAL_ROWS = (
+    ("neg_elbo", "neg_elbo (nats)"),
+    ("neg_elbo_stderr", "\u00b1 standard error"),
+    ("rec", "reconstruction"),
+    ("kl", "KL"),
+    ("nll", "nll = -log p(x), importance sampled"),
+    ("nll_stderr", "\u00b1 standard error"),
+    ("iw_samples", "importance samples k"),
+    ("active_units", "active units"),
+    ("n", "points"),
+    ("samples", "Monte-Carlo samples of z"),
+    ("seed", "seed"),
+    ("epoch", "weights of epoch"),
+)
 
 
-def evaluation_section(evaluations: dict[str, dict], stale: list[str] = ()) -> str:
+def evaluation_section(evaluations: dict[str, dict], stale: Sequence[str] = ()) -> str:
     note = ""
     if stale:
-        note = ('<p class="muted" id="stale-evaluations">Left out, measured on earlier weights of this run: '
-                + "; ".join(_e(s) for s in stale) + ". Run <code>vaelab evaluate</code> again for these weights.</p>")
+        note = (
+            '<p class="muted" id="stale-evaluations">Left out, measured on earlier weights of this run: '
+            + "; ".join(_e(s) for s in stale)
+            + ". Run <code>vaelab evaluate</code> again for these weights.</p>"
+        )
     if not evaluations:
-        return note + ('<p class="muted">No saved evaluation of these weights: run <code>vaelab evaluate RUN --split '
-                       "test</code> (add <code>--iw-samples</code> for the log-likelihood), then this report again.</p>")
+        return note + (
+            '<p class="muted">No saved evaluation of these weights: run <code>vaelab evaluate RUN --split '
+            "test</code> (add <code>--iw-samples</code> for the log-likelihood), then this report again.</p>"
+        )
     splits = [s for s in SPLITS if s in evaluations] + sorted(set(evaluations) - set(SPLITS))
     rows = []
     for key, label in EVAL_ROWS:
@@ -177,8 +212,10 @@ def evaluation_section(evaluations: dict[str, dict], stale: list[str] = ()) -> s
             cells = "".join(_cell(key, evaluations[s].get(key)) for s in splits)
             rows.append(f'<tr><td class="k">{_e(label)}</td>{cells}</tr>')
     head = "".join(f"<th>{_e(s)}</th>" for s in splits)
-    return (f'<table id="evaluation"><thead><tr><th class="k"></th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>') + note
+    return (
+        f'<table id="evaluation"><thead><tr><th class="k"></th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    ) + note
 
 
 def config_section(config: dict) -> str:
@@ -186,41 +223,56 @@ def config_section(config: dict) -> str:
     for section, values in config.items():
         if not isinstance(values, dict):
             continue
-        rows = "".join(f'<tr><td class="k"><code>{_e(k)}</code></td><td class="k">{_e(json.dumps(v))}</td></tr>'
-                       for k, v in values.items())
+        rows = "".join(
+            f'<tr><td class="k"><code>{_e(k)}</code></td><td class="k">{_e(json.dumps(v))}</td></tr>'
+            for k, v in values.items()
+        )
         tables.append(f'<div><h3>[{_e(section)}]</h3><table class="cfg">{rows}</table></div>')
     return '<div class="config">' + "".join(tables) + "</div>"
 
 
 def picture_html(name: str, path: Path, kind: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    caption = CAPTIONS.get(name, "")
-    if isinstance(caption, dict):
-        caption = caption.get(kind, caption.get(kind.rstrip("0123456789"), ""))
-    return (f'<section id="picture-{_e(name)}"><h3>{_e(TITLES.get(name, name))}</h3><figure>'
-            f'<img src="data:image/png;base64,{data}" alt="{_e(TITLES.get(name, name))}" '
-            f'data-file="{_e(path.name)}"><figcaption>{_e(caption)}</figcaption></figure></section>')
+    entry = CAPTIONS.get(name, "")
+    caption = entry.get(kind, entry.get(kind.rstrip("0123456789"), "")) if isinstance(entry, dict) else entry
+    return (
+        f'<section id="picture-{_e(name)}"><h3>{_e(TITLES.get(name, name))}</h3><figure>'
+        f'<img src="data:image/png;base64,{data}" alt="{_e(TITLES.get(name, name))}" '
+        f'data-file="{_e(path.name)}"><figcaption>{_e(caption)}</figcaption></figure></section>'
+    )
 
 
-def model_summary(config: dict) -> str:
+def model_summary(config: dict, view: LatentView | None = None) -> str:
     d, m, t = config.get("data", {}), config.get("model", {}), config.get("train", {})
-    latent = m.get("latent", "gaussian")
-    if latent == "categorical" and m.get("categorical_dims"):
-        n, k = m["categorical_dims"]
-        latent = f"categorical, {n} variables \u00d7 {k} classes"
-    else:
-        latent = f"{latent}, {m.get('latent_dim')} dimensions"
+    latent = m.get("latent")
+    if view is not None and view.n_vars:
+        latent = f"{latent}, {view.n_vars} variables \u00d7 {view.n_classes} classes"
+    elif view is not None:
+        latent = f"{latent}, {view.dim} dimensions"
     hidden = "-".join(map(str, m.get("hidden", [])))
-    return (f"{d.get('dataset')} \u00b7 {m.get('network')} {hidden} {m.get('activation')} \u00b7 latent {latent} "
-            f"\u00b7 {m.get('likelihood')} likelihood \u00b7 {t.get('objective')} objective, "
-            f"{t.get('optimizer')} lr {t.get('lr')}, batch {t.get('batch_size')}")
+    return (
+        f"{d.get('dataset')} \u00b7 {m.get('network')} {hidden} {m.get('activation')} \u00b7 latent {latent} "
+        f"\u00b7 {m.get('likelihood')} likelihood \u00b7 {t.get('objective')} objective, "
+        f"{t.get('optimizer')} lr {t.get('lr')}, batch {t.get('batch_size')}"
+    )
 
 
-def render_report(title: str, config: dict, history: list[dict], evaluations: dict[str, dict],
-                  pictures: list[tuple[str, Path]], kind: str, version: str = "", stale: list[str] = ()) -> str:
+def render_report(
+    title: str,
+    config: dict,
+    history: list[dict],
+    evaluations: dict[str, dict],
+    pictures: list[tuple[str, Path]],
+    kind: str,
+    version: str = "",
+    stale: Sequence[str] = (),
+    view: LatentView | None = None,
+) -> str:
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    pics = "".join(picture_html(n, p, kind) for n, p in pictures) or \
-        '<p class="muted">No pictures: run <code>vaelab plot RUN</code>.</p>'
+    pics = (
+        "".join(picture_html(n, p, kind) for n, p in pictures)
+        or '<p class="muted">No pictures: run <code>vaelab plot RUN</code>.</p>'
+    )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -232,7 +284,7 @@ def render_report(title: str, config: dict, history: list[dict], evaluations: di
 <body>
 <main>
 <h1>{_e(title)}</h1>
-<p class="sub">{_e(model_summary(config))}</p>
+<p class="sub">{_e(model_summary(config, view))}</p>
 {headline(history)}
 <h2>Evaluation</h2>
 {evaluation_section(evaluations, stale)}
@@ -255,3 +307,62 @@ def write_report(path: str | Path, **kw) -> Path:
     path = Path(path)
     atomic_write_text(path, render_report(**kw))
     return path
+
+
+def report_run(run: str | Path, *, device: str = "auto", data_dir: str | None = None) -> Path:
+    """RUN/report.html: one self-contained page with the pictures (drawn first when missing or
+    older than the weights), the saved evaluations, the metrics of every epoch and the config."""
+    from .. import checkpoint as ckpt
+    from ..runs import load_run
+    from .pictures import PICTURES, plot_run
+
+    run = Path(run)
+    cfg = ckpt.load_config(run)
+    history = ckpt.read_metrics(run)
+    weights = run / ckpt.WEIGHTS
+    newest = max((p.stat().st_mtime for p in (weights, run / ckpt.METRICS) if p.is_file()), default=0.0)
+    stale = [p for p in PICTURES if not (run / f"{p}.png").is_file() or (run / f"{p}.png").stat().st_mtime < newest]
+    if stale == ["curves"] and not history:
+        stale = []
+    if stale:
+        plot_run(run, what=stale, device=device, data_dir=data_dir)
+    evaluations, stale = {}, []
+    now = ckpt.weights_info(run).get("step")
+    for path in sorted(run.glob("evaluation_*.json")):
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a damaged side file does not stop the report
+        if not isinstance(saved, dict):
+            continue
+        if saved.get("step") != now:  # measured on other weights: never shown as these weights' figures
+            stale.append(
+                f"{path.name} (measured at epoch {saved.get('epoch', '?')}; the weights are now those of "
+                f"epoch {ckpt.weights_info(run).get('epoch', '?')})"
+            )
+            continue
+        evaluations[path.stem.removeprefix("evaluation_")] = saved
+    view = load_run(run, "cpu", data_dir)[1].latent.view  # how the family shows itself, for the captions
+    kind = view.kind + ("2" if view.kind == "continuous" and view.dim == 2 else "")
+    pictures = [(p, run / f"{p}.png") for p in PICTURES if (run / f"{p}.png").is_file()]
+    return write_report(
+        run / "report.html",
+        title=run.resolve().name,
+        config=cfg.to_dict(),
+        history=history,
+        evaluations=evaluations,
+        pictures=pictures,
+        kind=kind,
+        version=_package_version(),
+        stale=stale,
+        view=view,
+    )
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vaelab")
+    except PackageNotFoundError:
+        return ""

@@ -1,0 +1,243 @@
+"""The declared interfaces of a VAE's parts. A part of each kind subclasses its base here, states
+its capabilities as class attributes, and registers itself with a decorator (vaelab.registry):
+
+    x --NetworkFamily.encoder--> params --PosteriorFamily--> q(z|x)      Prior --> p(z)
+    z --NetworkFamily.decoder--> params --Likelihood--> p(x|z)
+
+Callers never test `hasattr` or a part's name: they read these attributes.
+
+    PosteriorFamily.discrete       z is a discrete code (one-hot), sampled without a path gradient
+    PosteriorFamily.scheduled      follows the training step (set_step), e.g. a temperature
+    PosteriorFamily.relaxed        trains through a continuous relaxation of a discrete z
+    PosteriorFamily.support        what z is ("real" vectors, "one-hot" codes); a prior must match
+    PosteriorFamily.view           how to picture it: a LatentView (continuous or categorical)
+    Prior.learned                  has parameters trained with the model
+    NetworkFamily.per_pixel_output  the decoder's last layer has one bias per output (--output-bias)
+    Likelihood.n_params            decoder outputs per pixel
+
+The KL between a posterior and a prior has a closed form only for some pairs: they are declared
+with `register_kl(PosteriorClass, PriorClass)`, as torch.distributions does; every other pair uses
+the Monte-Carlo estimate, and asking for the analytic one is a clear error.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import distributions as D
+from torch import nn
+
+from . import registry
+from .errors import VaelabError
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class LatentView:
+    """How pictures show a latent: `continuous` (points in R^dim, drawn on a Phi^-1 grid and by
+    traversals) or `categorical` (n_vars one-hot variables of n_classes each, dim = their product)."""
+
+    kind: str
+    dim: int
+    n_vars: int = 0
+    n_classes: int = 0
+
+
+class NetworkFamily(ABC):
+    """Builds the encoder, images (B, C, H, W) -> (B, n_out) parameters of q(z|x), and the decoder,
+    latents (B, n_in) -> (B, n_params * C*H*W) parameters of p(x|z) laid out parameter-block by
+    parameter-block (all first parameters, then all second ones). Both are nn.Modules."""
+
+    per_pixel_output: bool = False
+
+    @staticmethod
+    @abstractmethod
+    def encoder(cfg: Any, input_shape: tuple[int, int, int], n_out: int) -> nn.Module: ...
+
+    @staticmethod
+    @abstractmethod
+    def decoder(cfg: Any, n_in: int, output_shape: tuple[int, int, int], n_params: int) -> nn.Module: ...
+
+    @staticmethod
+    def set_output_bias(decoder: nn.Module, bias: Tensor) -> None:
+        """Set the first len(bias) output biases (families with per_pixel_output)."""
+        raise VaelabError("this network has no per-pixel output bias")
+
+
+class PosteriorFamily(nn.Module, ABC):
+    """q(z|x) from the encoder's flat parameters (B, n_params). z is (n, B, dim) for n samples.
+    An nn.Module, so train()/eval() reach it and a family may have parameters or networks of its own."""
+
+    discrete: bool = False
+    scheduled: bool = False
+    relaxed: bool = False
+    support: str = "real"
+    default_prior: str = "standard-normal"
+    dim: int
+    n_params: int
+
+    @abstractmethod
+    def rsample(self, params: Tensor, n: int) -> Tensor:
+        """n samples with a path-wise gradient (reparameterized, or relaxed in training)."""
+
+    @abstractmethod
+    def log_prob(self, z: Tensor, params: Tensor) -> Tensor:
+        """log q(z|x) summed over the latent: z (..., B, dim) -> (..., B)."""
+
+    @abstractmethod
+    def mean(self, params: Tensor) -> Tensor:
+        """E_q[z], (B, dim): what reconstructions decode and the pictures place."""
+
+    @abstractmethod
+    def distribution(self, params: Tensor) -> D.Distribution:
+        """q(z|x) as a torch.distributions object, for users."""
+
+    def propose(self, params: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """n samples of the model as evaluated and log q(z|x) at them: the importance-sampling
+        proposal and the score-function estimator's samples. Default: rsample."""
+        z = self.rsample(params, n)
+        return z, self.log_prob(z, params)
+
+    def rsample_with_log_ratio(self, params: Tensor, n: int, prior: Prior) -> tuple[Tensor, Tensor]:
+        """n path-wise samples and log q(z|x) - log p(z) at them, (n, B): the Monte-Carlo KL's
+        integrand (a relaxed family gives the ratio of the relaxed densities)."""
+        z = self.rsample(params, n)
+        return z, self.log_prob(z, params) - prior.log_prob(z)
+
+    def named_params(self, params: Tensor) -> dict[str, Tensor]:
+        """The posterior parameters by name (`vaelab encode`)."""
+        return {"params": params}
+
+    def to_decoder(self, z: Tensor) -> Tensor:
+        """The part of z the decoder sees (all of it, except in layered models)."""
+        return z
+
+    @property
+    def decoder_dim(self) -> int:
+        return self.dim
+
+    @property
+    def view(self) -> LatentView:
+        return LatentView("continuous", self.decoder_dim)
+
+    def set_step(self, step: int) -> None:
+        """The 0-based global training step, for `scheduled` families."""
+
+    def schedule_state(self) -> dict[str, float]:
+        """The scheduled values in force (logged per epoch), e.g. {"tau": 0.5}."""
+        return {}
+
+
+class Prior(nn.Module, ABC):
+    """p(z). `attach(model)` is called once the model is built, for priors defined through it
+    (the VampPrior's pseudo-inputs pass through the encoder)."""
+
+    learned: bool = False
+    support: str = "real"
+
+    @abstractmethod
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log p(z) summed over the latent: (..., dim) -> (...)."""
+
+    @abstractmethod
+    def sample(self, n: int, device: Any = None, generator: torch.Generator | None = None) -> Tensor:
+        """n draws, (n, dim)."""
+
+    def distribution(self, device: Any = None) -> D.Distribution | None:
+        return None
+
+    def log_probs(self) -> Tensor:
+        """For priors over one-hot codes: the normalised log-probabilities of each variable's
+        classes, (N, K), which a relaxed categorical family's Concrete densities need."""
+        raise VaelabError(f"{type(self).__name__} is not a prior over categorical variables")
+
+    def attach(self, model: nn.Module) -> None:
+        pass
+
+
+class Likelihood(ABC):
+    """p(x|z) over the pixels from the decoder's parameters: log_prob sums over pixels and
+    broadcasts over leading sample dimensions, x (B, P) with params (..., B, n_params * P) -> (..., B)."""
+
+    n_params: int = 1
+
+    @abstractmethod
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def mean(self, params: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor: ...
+
+    def distribution(self, params: Tensor) -> D.Distribution | None:
+        return None
+
+
+# -- the KL pair registry -------------------------------------------------------------------------
+
+KLFn = Callable[..., Tensor]
+_KL: dict[tuple[type, type], KLFn] = {}
+
+
+def _call_kl(fn: KLFn, posterior: PosteriorFamily, prior: Prior, params: Tensor) -> Tensor:
+    return fn(posterior, params, prior)
+
+
+def register_kl(posterior: type, prior: type) -> Callable[[KLFn], KLFn]:
+    """Declare KL(q || p) in closed form for a (posterior family, prior) pair:
+
+    @register_kl(GaussianPosterior, StandardNormal)
+    def _(q, params, p): return ...   # (B,)
+    """
+
+    def add(fn: KLFn) -> KLFn:
+        _KL[(posterior, prior)] = fn
+        return fn
+
+    return add
+
+
+def analytic_kl(posterior: PosteriorFamily, prior: Prior) -> Callable[[Tensor], Tensor] | None:
+    """The closed-form KL for this pair as params -> (B,), or None: looked up along both classes'
+    method resolution orders, most specific first."""
+    for q in type(posterior).__mro__:
+        for p in type(prior).__mro__:
+            fn = _KL.get((q, p))
+            if fn is not None:
+                return functools.partial(_call_kl, fn, posterior, prior)
+    return None
+
+
+def require_analytic_kl(posterior: PosteriorFamily, prior: Prior) -> Callable[[Tensor], Tensor]:
+    fn = analytic_kl(posterior, prior)
+    if fn is None:
+        raise VaelabError(
+            f"--kl analytic: KL({type(posterior).__name__} || {type(prior).__name__}) has no closed "
+            "form in vaelab; use --kl mc (the Monte-Carlo estimate)"
+        )
+    return fn
+
+
+# The registries check that every registered class implements its interface.
+registry.NETWORKS.base = NetworkFamily
+registry.POSTERIORS.base = PosteriorFamily
+registry.PRIORS.base = Prior
+registry.LIKELIHOODS.base = Likelihood
+
+__all__ = [
+    "LatentView",
+    "Likelihood",
+    "NetworkFamily",
+    "PosteriorFamily",
+    "Prior",
+    "analytic_kl",
+    "register_kl",
+    "require_analytic_kl",
+]

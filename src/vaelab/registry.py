@@ -1,0 +1,179 @@
+"""Registries of named parts: the one place a part is declared, by a decorator on its definition.
+
+    @vaelab.register_network("resnet")
+    class ResNet(vaelab.parts.NetworkFamily): ...
+
+A setting's choices, its `--help` text and its validation all come from its registry, so a part
+registered here (by vaelab's own modules, or by a user's plugin module loaded with `--plugin`) is
+accepted by the Python API, config files and the command line alike.
+
+This module imports nothing heavy: vaelab's built-in parts are imported the first time a
+registry is read, so `vaelab --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from .errors import VaelabError
+
+T = TypeVar("T")
+
+# The modules that register vaelab's own parts, imported on first use of any registry.
+BUILTIN_MODULES = (
+    "vaelab.networks",
+    "vaelab.latents",
+    "vaelab.priors",
+    "vaelab.likelihoods",
+    "vaelab.objectives",
+    "vaelab.baselines",
+    "vaelab.optim",
+    "vaelab.schedules",
+    "vaelab.data.datasets",
+)
+_loaded = False
+
+
+def load_builtins() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for name in BUILTIN_MODULES:
+            importlib.import_module(name)
+
+
+class Registry(Generic[T]):
+    """Named parts of one kind. `base`, when given, is the declared interface every part must
+    implement (an abstract base class); `what` names the kind in messages."""
+
+    def __init__(self, kind: str, what: str, flag: str = "", base: type | None = None):
+        self.kind, self.what, self.flag, self.base = kind, what, flag, base
+        self._parts: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: register the decorated class or function under `name`."""
+        if not isinstance(name, str) or not name.strip() or name != name.strip():
+            raise ValueError(f"a {self.what} needs a non-empty name without spaces around it, got {name!r}")
+
+        def add(part: T) -> T:
+            if self.base is not None and not (isinstance(part, type) and issubclass(part, self.base)):
+                raise TypeError(
+                    f"{self.what} {name!r} must be a subclass of {self.base.__module__}."
+                    f"{self.base.__qualname__}, got {part!r}"
+                )
+            old = self._parts.get(name)
+            if old is not None and old is not part and _origin(old) != _origin(part):
+                raise ValueError(f"{self.what} {name!r} is registered twice ({_origin(old)} and {_origin(part)})")
+            self._parts[name] = part
+            if isinstance(part, type):
+                part.registered_name = name  # type: ignore[attr-defined]
+            return part
+
+        return add
+
+    def add(self, name: str, part: T) -> T:
+        return self.register(name)(part)
+
+    def __getitem__(self, name: str) -> T:
+        load_builtins()
+        try:
+            return self._parts[name]
+        except KeyError:
+            raise VaelabError(
+                f"unknown {self.what} {name!r}{f' ({self.flag})' if self.flag else ''}; choose one of "
+                f"{', '.join(self.names())} (or register your own in a --plugin module)"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        load_builtins()
+        return name in self._parts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def names(self) -> list[str]:
+        load_builtins()
+        return list(self._parts)
+
+    def items(self) -> list[tuple[str, T]]:
+        load_builtins()
+        return list(self._parts.items())
+
+
+def _origin(part: Any) -> str:
+    return f"{getattr(part, '__module__', '?')}.{getattr(part, '__qualname__', repr(part))}"
+
+
+# The registries. Interfaces (abstract bases) are attached by the modules that define them
+# (parts.py), which keeps this module free of torch.
+NETWORKS: Registry = Registry("network", "network", "--model")
+POSTERIORS: Registry = Registry("posterior", "latent family", "--latent")
+PRIORS: Registry = Registry("prior", "prior", "--prior")
+LIKELIHOODS: Registry = Registry("likelihood", "likelihood", "--likelihood")
+OBJECTIVES: Registry = Registry("objective", "objective", "--objective")
+ESTIMATORS: Registry = Registry("estimator", "gradient estimator", "--estimator")
+BASELINES: Registry = Registry("baseline", "baseline", "--baseline")
+OPTIMIZERS: Registry = Registry("optimizer", "optimizer", "--optimizer")
+LR_SCHEDULES: Registry = Registry("lr_schedule", "learning-rate schedule", "--lr-schedule")
+INITS: Registry = Registry("init", "initialisation", "--init")
+ACTIVATIONS: Registry = Registry("activation", "activation", "--activation")
+DATASETS: Registry = Registry("dataset", "dataset", "--dataset")
+
+
+class Objective:
+    """A training objective `fn(model, x, ctx) -> (loss, per-example terms)` and what it declares:
+    how many samples of z it draws per point for the train settings t (memory is sized before
+    training), and whether its gradient follows train.estimator (the ELBO's does)."""
+
+    def __init__(self, fn: Callable, samples_per_point: Callable[[Any], int], uses_estimator: bool):
+        self.fn, self.samples_per_point, self.uses_estimator = fn, samples_per_point, uses_estimator
+        self.__name__ = getattr(fn, "__name__", "objective")
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, model: Any, x: Any, ctx: Any) -> Any:
+        return self.fn(model, x, ctx)
+
+
+def register_objective(
+    name: str, *, samples_per_point: Callable[[Any], int] | None = None, uses_estimator: bool = False
+) -> Callable[[Callable], Callable]:
+    """Decorator for an objective function `fn(model, x, ctx) -> (loss, terms)`; `samples_per_point`
+    (default: train.samples) says how many z it draws per point."""
+
+    def add(fn: Callable) -> Callable:
+        OBJECTIVES.add(name, Objective(fn, samples_per_point or (lambda t: t.samples), uses_estimator))
+        return fn
+
+    return add
+
+
+class Estimator:
+    """A gradient estimator of the ELBO, `fn(model, x, ctx) -> (loss, terms)`, and its needs:
+    `pathwise` (a gradient through z, so straight-through applies), `discrete_only` (for
+    discrete latents), `uses_baseline` (a control variate, --baseline)."""
+
+    def __init__(self, fn: Callable, pathwise: bool, discrete_only: bool, uses_baseline: bool):
+        self.fn, self.pathwise, self.discrete_only, self.uses_baseline = fn, pathwise, discrete_only, uses_baseline
+        self.__name__ = getattr(fn, "__name__", "estimator")
+
+    def __call__(self, model: Any, x: Any, ctx: Any) -> Any:
+        return self.fn(model, x, ctx)
+
+
+def register_estimator(
+    name: str, *, pathwise: bool = True, discrete_only: bool = False, uses_baseline: bool = False
+) -> Callable[[Callable], Callable]:
+    def add(fn: Callable) -> Callable:
+        ESTIMATORS.add(name, Estimator(fn, pathwise, discrete_only, uses_baseline))
+        return fn
+
+    return add
+
+
+register_network = NETWORKS.register
+register_latent = POSTERIORS.register
+register_prior = PRIORS.register
+register_likelihood = LIKELIHOODS.register
+register_dataset = DATASETS.register
