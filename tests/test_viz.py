@@ -27,6 +27,9 @@ from vaelab.viz import pictures
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
+# the pictures of a run whose prior has no images to show (all of vaelab's but the VampPrior)
+SHOWN = [p for p in vaelab.viz.PICTURES if p != "prior"]
+
 
 def read_png(path):
     img = mpimg.imread(path)
@@ -122,7 +125,8 @@ def test_plot_writes_every_picture(tiny_run, data_dir):
         [sys.executable, "-m", "vaelab", "plot", str(tiny_run)], capture_output=True, text=True, env=env, timeout=300
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == [str(tiny_run / f"{p}.png") for p in vaelab.viz.PICTURES]
+    # every picture but "prior", which only a prior made of images has (the VampPrior's)
+    assert proc.stdout.split() == [str(tiny_run / f"{p}.png") for p in SHOWN]
     # sizes follow from the layout: 28x28 MNIST cells, 2 px padding, every pixel doubled
     grid8 = 2 * (8 * 30 + 2)
     assert_picture(tiny_run / "curves.png", (390, 1290))
@@ -153,7 +157,7 @@ def test_latent_scatter_legend_only_with_labels(tiny_run):
 
 def test_more_dimensions_and_unlabelled_data(tiny_frey_run):
     paths = api.plot(tiny_frey_run, device="cpu")
-    assert [p.name for p in paths] == [f"{p}.png" for p in vaelab.viz.PICTURES]
+    assert [p.name for p in paths] == [f"{p}.png" for p in SHOWN]
     # Frey Face is 28x20: 5 traversal rows of 11 steps
     assert_picture(tiny_frey_run / "manifold.png", (36 + 2 * (5 * 30 + 2) + 58, 110 + 2 * (11 * 22 + 2) + 16))
     assert_picture(tiny_frey_run / "latents.png", (640, 700))  # no legend column
@@ -250,7 +254,7 @@ def test_report_holds_the_runs_numbers(tiny_run, data_dir):
     assert f"{history[-1]['valid_neg_elbo']:.2f}" in html
 
     # self-contained: every picture embedded, nothing fetched from anywhere
-    assert len(reader.imgs) == len(vaelab.viz.PICTURES)
+    assert len(reader.imgs) == len(SHOWN)
     for src in reader.imgs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG
@@ -259,10 +263,10 @@ def test_report_holds_the_runs_numbers(tiny_run, data_dir):
 
 
 def test_report_redraws_missing_pictures(tiny_frey_run):
-    for p in vaelab.viz.PICTURES:
+    for p in SHOWN:
         (tiny_frey_run / f"{p}.png").unlink(missing_ok=True)
     api.report(tiny_frey_run, device="cpu")
-    assert all((tiny_frey_run / f"{p}.png").is_file() for p in vaelab.viz.PICTURES)
+    assert all((tiny_frey_run / f"{p}.png").is_file() for p in SHOWN)
     assert "No saved evaluation" in (tiny_frey_run / "report.html").read_text()
 
 

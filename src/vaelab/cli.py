@@ -71,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
         "the run, and imported again by every later command on it)",
     )
     p.add_argument("--config", metavar="FILE", help="a .toml or .json file with [data], [model], [train] tables")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_option,
+        help="a setting of a part that has its own (model.options), e.g. components=500 for "
+        "--prior vampprior, z2_dim=50 for --latent gaussian-2layer; VALUE is read as JSON "
+        "(a number, a list like [100,100]) or else as text; repeatable",
+    )
     for section, f in cli_fields():
         kw: dict[str, Any] = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS, "help": _field_help(f)}
         if f.default is False:
@@ -275,6 +285,17 @@ def _bytes(text: str) -> int:
     return int(value)
 
 
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. components=500; got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -336,6 +357,8 @@ def cmd_train(args) -> int:
         if "." in key:
             section, name = key.split(".")
             overrides.setdefault(section, {})[name] = value
+    if args.option:
+        overrides.setdefault("model", {})["options"] = dict(args.option)
     if args.resume:
         from .runs import RESUMABLE
 

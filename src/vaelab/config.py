@@ -216,6 +216,9 @@ class ModelConfig:
         "data-mean (the logit of the mean training image, as the IWAE code; --model mlp)",
         choices=["default", "data-mean"],
     )
+    # Settings of parts that have their own (a plugin's, or e.g. z2_dim of gaussian-2layer, components
+    # of vampprior): `--option KEY=VALUE` on the command line, [model.options] in a file.
+    options: dict[str, Any] = opt({})
     # Filled in from the data set when a run starts; part of the model's identity.
     input_shape: list[int] = opt([1, 28, 28], length=3, ge=1)
 
@@ -275,6 +278,25 @@ class TrainConfig:
         "--lr-schedule",
         "constant, or iwae: lr * 10^(-i/7) for 3^i epochs, i = 0..7 (3280 epochs)",
         choices=lambda: _registry("LR_SCHEDULES"),
+    )
+    early_stopping: int = opt(
+        0,
+        "--early-stopping",
+        "stop once the watched split's neg_elbo has not improved for this many\n"
+        "epochs (counted after KL warm-up), keeping the best epoch's weights (0: off)",
+        ge=0,
+    )
+    warmup_epochs: float = opt(
+        0.0,
+        "--warmup-epochs",
+        "KL warm-up: the KL's weight rises linearly from 0 to --beta\nover this many epochs, step by step (0: off)",
+        ge=0,
+    )
+    free_bits: float = opt(
+        0.0,
+        "--free-bits",
+        "free bits: each latent group's KL (batch mean) is not penalised\nbelow this many nats (0: off)",
+        ge=0,
     )
     watch: str = opt(
         "auto",
@@ -366,7 +388,10 @@ class Config:
                 if key not in names:
                     raise VaelabError(f"{source}: unknown setting {section}.{key}; known: {', '.join(names)}")
                 where = field_name(section, names[key]) if source == "command line" else f"{source}: {section}.{key}"
-                setattr(part, key, _coerce(value, names[key], where))
+                value = _coerce(value, names[key], where)
+                if isinstance(value, dict):  # a table of part settings adds to the one before it
+                    value = {**getattr(part, key), **value}
+                setattr(part, key, value)
         return cfg
 
 
@@ -377,7 +402,10 @@ _PLURAL = {str: "texts", int: "whole numbers", float: "numbers", bool: "true/fal
 
 def _parse_type(annotation: str) -> tuple[type, bool, bool]:
     """(element type, is a list, may be None) of a field annotation such as 'list[int]' or
-    'float | None' (annotations are strings: `from __future__ import annotations`)."""
+    'float | None' (annotations are strings: `from __future__ import annotations`); a table of
+    settings ('dict[...]') is (dict, False, False)."""
+    if annotation.replace(" ", "").startswith("dict["):
+        return dict, False, False
     text = annotation.replace(" ", "")
     optional = text.endswith("|None")
     text = text.removesuffix("|None")
@@ -424,6 +452,14 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
     """A value from JSON/TOML/the command line/the API as the field's type, within its declared
     constraints, or a VaelabError that names the setting and says what it takes."""
     kind, is_list, optional = _parse_type(str(f.type))
+    if kind is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise VaelabError(f"{where} must be a table of named settings, got {value!r}")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise VaelabError(f"{where} must hold numbers, text, lists and tables only, got {value!r}") from None
+        return dict(value)
     if value is None:
         if optional:
             return None
@@ -523,6 +559,50 @@ PRESETS: dict[str, dict] = {
             "lr_schedule": "iwae",
             "samples": 1,
         },
+    },
+    # The same paper's two stochastic layers (section 5, appendix C): x -> 200 -> 200 -> z1 (100)
+    # -> 100 -> 100 -> z2 (50), the generative model mirrored, p(z2) = N(0, I); Monte-Carlo KL
+    # (the pair has no closed form). The IWAE column: --objective iwae --k 50.
+    "iwae-paper-2layer": {
+        "data": {"dataset": "mnist", "binarize": "dynamic", "full_train": True},
+        "model": {
+            "hidden": [200, 200],
+            "latent": "gaussian-2layer",
+            "latent_dim": 100,
+            "options": {"z2_dim": 50, "layer_hidden": [100, 100]},
+            "activation": "tanh",
+            "likelihood": "bernoulli",
+            "init": "glorot",
+            "output_bias": "data-mean",
+        },
+        "train": {
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "adam_betas": [0.9, 0.999],
+            "adam_eps": 1e-4,
+            "kl": "mc",
+            "batch_size": 20,
+            "epochs": 3280,
+            "lr_schedule": "iwae",
+            "samples": 1,
+        },
+    },
+    # Tomczak & Welling (2018), the one-layer VampPrior VAE on dynamically binarized MNIST (their
+    # code, github.com/jmtomczak/vae_vampprior): gated dense layers 784-300-300 -> z (40) and the
+    # mirror, K = 500 pseudo-inputs, Adam 5e-4, batch 100, KL warm-up over 100 epochs, up to 2000
+    # epochs with early stopping after 50 epochs without progress on the validation bound.
+    "vampprior-paper": {
+        "data": {"dataset": "mnist", "binarize": "dynamic"},
+        "model": {
+            "network": "gated",
+            "hidden": [300, 300],
+            "latent_dim": 40,
+            "prior": "vampprior",
+            "options": {"components": 500},
+            "activation": "tanh",
+            "likelihood": "bernoulli",
+        },
+        "train": {"optimizer": "adam", "lr": 5e-4, "batch_size": 100, "epochs": 2000, "kl": "mc", "warmup_epochs": 100},
     },
     # The same on Larochelle's fixed binarization (the IWAE paper's appendix D).
     "iwae-paper-static": {

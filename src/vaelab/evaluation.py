@@ -98,6 +98,12 @@ def evaluate_elbo(
 
 
 @torch.inference_mode()
+def posterior_means(model: VAE, params: torch.Tensor) -> torch.Tensor:
+    """E_q[z] for encoder outputs `params` (a layered family runs its own networks for it)."""
+    return model.latent.mean(params.to(model.device)).cpu()
+
+
+@torch.inference_mode()
 def encode_all(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Posterior parameters for every row of x, batched: (N, n_params), on the CPU."""
     model.eval()
@@ -234,8 +240,11 @@ def evaluate_run(
             max_memory=max_memory,
         ),
     }
-    mu = model.latent.mean(encode_all(model, x, cfg.train.eval_batch_size))
+    mu = posterior_means(model, encode_all(model, x, cfg.train.eval_batch_size))
     result["active_units"] = active_units(mu)
+    layers = model.latent.layers(mu)
+    if len(layers) > 1:  # a layered latent: active units per stochastic layer too
+        result.update({f"active_units_{name}": active_units(z) for name, z in layers.items()})
     if iw_samples is not None:
         result.update(
             evaluate_nll(model, x, iw_samples, max_memory=max_memory, seed=seed, progress=progress and ctx.main)

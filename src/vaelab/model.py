@@ -147,7 +147,15 @@ class VAE(nn.Module):
 
     def analytic_kl(self, params) -> torch.Tensor:
         """KL(q(z|x) || p(z)) in closed form, (B,); a VaelabError for a pair without one."""
+        return self.kl_groups(params).sum(-1)
+
+    def kl_groups(self, params) -> torch.Tensor:
+        """The closed-form KL per latent group (dimension, categorical variable): (B, G)."""
         return require_analytic_kl(self.latent, self.prior)(params)
+
+    def decode_view(self, v):
+        """E[x|z] as images for points v of the latent's view (what the pictures place)."""
+        return self.decode_mean(self.latent.view_to_latent(v, self.prior))
 
     @property
     def has_analytic_kl(self) -> bool:

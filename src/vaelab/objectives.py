@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import TrainConfig
+from .klcontrol import kl_penalty
 from .model import VAE
 from .registry import ESTIMATORS, OBJECTIVES, register_estimator, register_objective
 
@@ -50,6 +51,7 @@ class StepContext:
     """What an objective may need besides the model and the batch."""
 
     train: TrainConfig  # the run's settings
+    kl_weight: float = 1.0  # the KL's weight at this step (klcontrol: --beta, warm-up)
     step: int = 0  # 0-based global step of this update
     epoch: int = 0  # 0-based epoch
     n_train: int = 0  # examples in the training set
@@ -75,10 +77,18 @@ def elbo_loss(model: VAE, x: torch.Tensor, ctx: StepContext) -> tuple[torch.Tens
 
 @register_estimator("reparam")
 def reparameterized(model: VAE, x: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, dict]:
-    """The path-wise gradient through the family's samples (reparameterized, or relaxed)."""
-    t = ctx.train
+    """The path-wise gradient through the family's samples (reparameterized, or relaxed), of
+    rec + w KL with the step's KL weight w (--beta, warm-up) and free bits (klcontrol)."""
+    t, w = ctx.train, ctx.kl_weight
+    if t.free_bits > 0:
+        lw = model.log_weights(x, t.samples, ratio=t.kl != "analytic")
+        rec = -lw.log_px_z.mean(0)
+        groups = model.kl_groups(lw.params) if t.kl == "analytic" else lw.ratio.mean(0)[:, None]
+        kl = groups.sum(-1)
+        loss = rec.mean() + w * kl_penalty(groups, t.free_bits)
+        return loss, {"neg_elbo": rec + kl, "rec": rec, "kl": kl}
     terms = elbo_terms(model, x, t.samples, t.kl)
-    loss = terms["neg_elbo"].mean() if t.beta == 1.0 else (terms["rec"] + t.beta * terms["kl"]).mean()
+    loss = terms["neg_elbo"].mean() if w == 1.0 else (terms["rec"] + w * terms["kl"]).mean()
     return loss, terms
 
 
@@ -150,7 +160,7 @@ def score_function_loss(model: VAE, x: torch.Tensor, ctx: StepContext) -> tuple[
     """The ELBO's score-function estimator with the model's baseline (if any), plus the loss
     that trains a learned baseline; see `score_function_terms`."""
     t = ctx.train
-    surrogate, terms, baseline_loss = score_function_terms(model, x, t.samples, t.kl, t.beta, model.baseline)
+    surrogate, terms, baseline_loss = score_function_terms(model, x, t.samples, t.kl, ctx.kl_weight, model.baseline)
     return surrogate.mean() + baseline_loss, terms
 
 

@@ -95,8 +95,8 @@ class PosteriorFamily(nn.Module, ABC):
         """E_q[z], (B, dim): what reconstructions decode and the pictures place."""
 
     @abstractmethod
-    def distribution(self, params: Tensor) -> D.Distribution:
-        """q(z|x) as a torch.distributions object, for users."""
+    def distribution(self, params: Tensor) -> D.Distribution | None:
+        """q(z|x) as a torch.distributions object, for users (None where it has no such form)."""
 
     def propose(self, params: Tensor, n: int) -> tuple[Tensor, Tensor]:
         """n samples of the model as evaluated and log q(z|x) at them: the importance-sampling
@@ -125,6 +125,19 @@ class PosteriorFamily(nn.Module, ABC):
     @property
     def view(self) -> LatentView:
         return LatentView("continuous", self.decoder_dim)
+
+    def view_to_latent(self, v: Tensor, prior: Prior) -> Tensor:
+        """A point the pictures place (view coordinates, `view.dim` of them) as a full latent z
+        to decode; a layered family completes the lower layers from its prior."""
+        return v
+
+    def latent_to_view(self, z: Tensor) -> Tensor:
+        """Where a latent (e.g. a posterior mean) lies in the view."""
+        return z
+
+    def layers(self, z: Tensor) -> dict[str, Tensor]:
+        """The latent's stochastic layers by name (active units are counted per layer)."""
+        return {"z": z}
 
     def set_step(self, step: int) -> None:
         """The 0-based global training step, for `scheduled` families."""
@@ -160,6 +173,10 @@ class Prior(nn.Module, ABC):
     def attach(self, model: nn.Module) -> None:
         pass
 
+    def images(self) -> dict[str, Tensor]:
+        """Images the prior is made of, to show (the VampPrior's pseudo-inputs), by title; (N, C, H, W)."""
+        return {}
+
 
 class Likelihood(ABC):
     """p(x|z) over the pixels from the decoder's parameters: log_prob sums over pixels and
@@ -191,10 +208,11 @@ def _call_kl(fn: KLFn, posterior: PosteriorFamily, prior: Prior, params: Tensor)
 
 
 def register_kl(posterior: type, prior: type) -> Callable[[KLFn], KLFn]:
-    """Declare KL(q || p) in closed form for a (posterior family, prior) pair:
+    """Declare KL(q || p) in closed form for a (posterior family, prior) pair, per latent group
+    (dimension, or categorical variable): the KL is the sum over the last axis.
 
     @register_kl(GaussianPosterior, StandardNormal)
-    def _(q, params, p): return ...   # (B,)
+    def _(q, params, p): return ...   # (B, G)
     """
 
     def add(fn: KLFn) -> KLFn:
@@ -205,8 +223,8 @@ def register_kl(posterior: type, prior: type) -> Callable[[KLFn], KLFn]:
 
 
 def analytic_kl(posterior: PosteriorFamily, prior: Prior) -> Callable[[Tensor], Tensor] | None:
-    """The closed-form KL for this pair as params -> (B,), or None: looked up along both classes'
-    method resolution orders, most specific first."""
+    """The closed-form KL for this pair as params -> (B, G) per latent group, or None: looked up
+    along both classes' method resolution orders, most specific first."""
     for q in type(posterior).__mro__:
         for p in type(prior).__mro__:
             fn = _KL.get((q, p))

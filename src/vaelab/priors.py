@@ -43,9 +43,10 @@ class StandardNormal(Prior):
 
 @register_kl(GaussianPosterior, StandardNormal)
 def _kl_gaussian_standard_normal(q: GaussianPosterior, params, p: StandardNormal):
-    """KL(N(mu, sigma^2) || N(0, I)) = 1/2 sum (mu^2 + sigma^2 - 1 - log sigma^2) (AEVB, appendix B)."""
+    """KL(N(mu, sigma^2) || N(0, I)) = 1/2 sum (mu^2 + sigma^2 - 1 - log sigma^2) (AEVB, appendix B),
+    per dimension: (B, D)."""
     mu, logvar = q.split(params)
-    return 0.5 * (mu**2 + torch.exp(logvar) - 1.0 - logvar).sum(-1)
+    return 0.5 * (mu**2 + torch.exp(logvar) - 1.0 - logvar)
 
 
 class CategoricalPrior(Prior):
@@ -90,6 +91,6 @@ class UniformCategorical(CategoricalPrior):
 
 @register_kl(CategoricalPosterior, CategoricalPrior)
 def _kl_categorical(q: CategoricalPosterior, params, p: CategoricalPrior):
-    """KL(q || p) = sum_n sum_k q_nk (log q_nk - log p_nk): (B,)."""
+    """KL(q || p) = sum_n sum_k q_nk (log q_nk - log p_nk), per variable n: (B, N)."""
     log_pi = q.log_probs(params)
-    return (log_pi.exp() * (log_pi - p.log_probs().to(log_pi))).sum((-2, -1))
+    return (log_pi.exp() * (log_pi - p.log_probs().to(log_pi))).sum(-1)

@@ -37,11 +37,18 @@ _loaded = False
 
 
 def load_builtins() -> None:
+    """Import vaelab's own parts: the core modules, and every module of the vaelab.models package
+    (a new built-in model is one new file there, and no other edit)."""
     global _loaded
     if not _loaded:
         _loaded = True
         for name in BUILTIN_MODULES:
             importlib.import_module(name)
+        import pkgutil
+
+        models = importlib.import_module("vaelab.models")
+        for info in pkgutil.iter_modules(models.__path__):
+            importlib.import_module(f"vaelab.models.{info.name}")
 
 
 class Registry(Generic[T]):

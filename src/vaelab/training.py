@@ -34,6 +34,7 @@ from .denormals import flush_denormals
 from .distributed import resolve_device
 from .errors import TrainingInterrupted, VaelabError
 from .evaluation import evaluate_elbo
+from .klcontrol import kl_weight
 from .model import VAE
 from .objectives import StepContext
 from .registry import ESTIMATORS, OBJECTIVES, OPTIMIZERS
@@ -199,12 +200,17 @@ class Trainer:
         self.epoch, self.step, self.pos = 0, 0, 0  # completed epochs, steps; position in epoch
         self.sums = self._zero_sums()
         self.history: list[dict] = []
+        # early stopping: the best watched neg_elbo so far, its epoch, and whether training stopped
+        self.best: dict = {"value": None, "epoch": 0, "stopped": False}
+        self.best_weights: dict[str, torch.Tensor] = {}
         if resume:
             state, extra = ckpt.load_resume(self.run_dir, self.model, self.optimizer)
             self.epoch, self.step, self.pos = state["epoch"], state["step"], state["pos"]
             if "scaler" in state:
                 self.scaler.load_state_dict(state["scaler"])
             self.sums, self.history = state["sums"], state["history"]
+            self.best = state.get("early", self.best)
+            self.best_weights = {k[5:]: v for k, v in extra.items() if k.startswith("best/")}
             _set_rng(extra, self.device)
             if self.dist.enabled:  # rank 0's saved stream, moved to each rank's own
                 torch.manual_seed(cfg.train.seed + 7919 * self.dist.rank + self.step)
@@ -219,6 +225,9 @@ class Trainer:
         if self.scaler.is_enabled():
             state["scaler"] = self.scaler.state_dict()
         extra = _rng_tensors(self.device)
+        if self.cfg.train.early_stopping:
+            state["early"] = self.best
+            extra.update({f"best/{k}": v for k, v in self.best_weights.items()})
         ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, state, extra, self.history)
         self.saved_epoch = self.epoch
         for hook in self.on_save:
@@ -238,7 +247,7 @@ class Trainer:
         first = self.epoch
         saved = logged = -math.inf
         with _catch_sigint(self), no_denormals:
-            while self.epoch < t.epochs:
+            while self.epoch < t.epochs and not self.best["stopped"]:
                 if not self._train_epoch():
                     self.save()
                     raise TrainingInterrupted(
@@ -249,8 +258,9 @@ class Trainer:
                 self.history.append(self._epoch_record())
                 self.pos = 0
                 self.sums = self._zero_sums()
+                stop = t.early_stopping > 0 and self._early_stop(self.history[-1])
                 now = time.monotonic()
-                edge = self.epoch == first + 1 or self.epoch == t.epochs
+                edge = self.epoch == first + 1 or self.epoch == t.epochs or stop
                 if edge or now - saved >= SAVE_EVERY:
                     self.save()
                     saved = now
@@ -261,6 +271,29 @@ class Trainer:
                     hook(self.history[-1])
         self.dist.barrier()  # no rank leaves before rank 0 has written the last checkpoint
         return self.history
+
+    def _early_stop(self, record: dict) -> bool:
+        """Track the best watched neg_elbo (after KL warm-up); True, with the best epoch's weights
+        back in the model, once it has not improved for train.early_stopping epochs."""
+        t = self.cfg.train
+        if self.epoch <= t.warmup_epochs:
+            return False
+        value = record[f"{self.eval_split}_neg_elbo"]
+        if self.best["value"] is None or value < self.best["value"]:
+            self.best.update(value=value, epoch=self.epoch)
+            self.best_weights = {k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()}
+            return False
+        if self.epoch - self.best["epoch"] < t.early_stopping:
+            return False
+        self.model.load_state_dict(self.best_weights)
+        self.best["stopped"] = True
+        record["stopped_early"] = True
+        record["best_epoch"] = self.best["epoch"]
+        self.log(
+            f"early stopping: no progress on {self.eval_split} for {t.early_stopping} epochs; the run keeps "
+            f"the weights of epoch {self.best['epoch']} ({self.eval_split} neg_elbo {self.best['value']:.2f})"
+        )
+        return True
 
     def _epoch_line(self, r: dict) -> str:
         t, split = self.cfg.train, self.eval_split
@@ -306,6 +339,7 @@ class Trainer:
                     x = torch.bernoulli(x)
                 model.set_step(self.step)  # schedules inside the model (a temperature) follow the step
                 self.ctx.step, self.ctx.epoch = self.step, self.epoch
+                self.ctx.kl_weight = kl_weight(t, self.step, self.ctx.steps_per_epoch)
                 with torch.autocast(
                     self.device.type, self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
                 ):
@@ -386,6 +420,8 @@ class Trainer:
         rec.update({f"train_{k}": v / s["n"] for k, v in s["terms"].items()})
         rec.update({f"{self.eval_split}_{k}": ev[k] for k in ("neg_elbo", "rec", "kl")})
         rec.update(self.model.schedule_state())  # e.g. the temperature of the epoch's last step
+        if self.cfg.train.warmup_epochs > 0:  # the KL's weight at the epoch's last step
+            rec["kl_weight"] = kl_weight(self.cfg.train, self.step - 1, self.ctx.steps_per_epoch)
         rec.update({"train_seconds": s["seconds"], "eval_seconds": time.perf_counter() - start})
         return rec
 

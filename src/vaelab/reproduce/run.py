@@ -137,6 +137,15 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours < 48 else f"{seconds / 86400:.1f} days"
 
 
+def stopped_early(run: Path) -> bool:
+    """Whether a seed's run ended by early stopping (the protocol's end, when the paper stops so)."""
+    try:
+        history = ckpt.read_metrics(run) if (run / ckpt.RESUME).is_file() else []
+    except VaelabError:
+        return False
+    return bool(history and history[-1].get("stopped_early"))
+
+
 def epochs_done(run: Path) -> int:
     """Completed epochs of a seed's run (its checkpointed metric records)."""
     try:
@@ -228,7 +237,13 @@ def build_record(
         ev = evaluations.get(seed, {})
         wall += sum({m["seconds"] for m in ev.values()})  # one evaluation may give several metrics
         per_seed.append(
-            {"seed": seed, "epochs_run": len(history), "run": run.name, **{key: m["value"] for key, m in ev.items()}}
+            {
+                "seed": seed,
+                "epochs_run": len(history),
+                "run": run.name,
+                "stopped_early": bool(history and history[-1].get("stopped_early")),
+                **{key: m["value"] for key, m in ev.items()},
+            }
         )
     evaluated = [seed for seed in seeds if protocol.metric.key in evaluations.get(seed, {})]
     main = _summary([evaluations[s][protocol.metric.key]["value"] for s in evaluated])
@@ -258,7 +273,8 @@ def build_record(
         "values": main["values"],
         "seeds": list(evaluated),
         "also": also,
-        "complete": epochs_run >= protocol.epochs and len(evaluated) == len(seeds),
+        "complete": all(p["epochs_run"] >= protocol.epochs or p["stopped_early"] for p in per_seed)
+        and len(evaluated) == len(seeds),
         "epochs_run": epochs_run,
         "epochs_total": protocol.epochs,
         "per_seed": per_seed,
@@ -374,7 +390,7 @@ def reproduce(
                 progress_line(protocol, i, len(seeds), done, target, hook.left(done))
                 + (" (continuing)" if 0 < done < target else "")
             )
-            if done < target:
+            if done < target and not stopped_early(run):
                 resume = (run / ckpt.RESUME).is_file()
                 if resume:
                     _check_own_run(run, configs[seed], protocol)

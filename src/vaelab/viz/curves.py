@@ -16,6 +16,9 @@ PANELS = (
 )
 
 
+SCHEDULED = {"tau": "temperature tau", "kl_weight": "KL weight (warm-up)"}
+
+
 def _series(history: list[dict], term: str) -> list[str]:
     """Keys `<split>_<term>` present in the history, training first."""
     keys = {
@@ -25,28 +28,28 @@ def _series(history: list[dict], term: str) -> list[str]:
 
 
 def save_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """One panel per term, train and valid/test in each; a fourth panel for `tau` (the
-    Gumbel-Softmax temperature) when the records carry it. `neg_iwae` (the IWAE objective) is
-    drawn dashed on the -ELBO panel."""
-    has_tau = any("tau" in r for r in history)
-    panels = list(PANELS) + ([("tau", "temperature tau")] if has_tau else [])
+    """One panel per term, train and valid/test in each; a fourth panel for the scheduled values
+    when the records carry them (`tau`, the Gumbel-Softmax temperature; `kl_weight`, KL warm-up).
+    `neg_iwae` (the IWAE objective) is drawn dashed on the -ELBO panel."""
+    scheduled = [k for k in SCHEDULED if any(k in r for r in history)]
+    panels = list(PANELS) + ([("schedule", " and ".join(SCHEDULED[k] for k in scheduled))] if scheduled else [])
     fig = new_figure(4.3 * len(panels), 3.9)
     axes = fig.subplots(1, len(panels))
     for ax, (term, label) in zip(axes, panels):
-        keys = ["tau"] if term == "tau" else _series(history, term)
+        keys = scheduled if term == "schedule" else _series(history, term)
         if term == "neg_elbo":
             keys += _series(history, "neg_iwae")
         for key in keys:
             points = [(r["epoch"], r[key]) for r in history if key in r]
-            split = key.split("_", 1)[0] if key != "tau" else "tau"
+            split = key.split("_", 1)[0] if key not in SCHEDULED else key
             ax.plot(
                 *zip(*points),
                 marker="o",
                 ms=3,
                 lw=1.5,
                 ls="--" if "iwae" in key else "-",
-                color={"train": "C0", "valid": "C1", "test": "C1"}.get(split, "C2"),
-                label=key.replace("_", " ", 1) if key != "tau" else "tau",
+                color={"train": "C0", "valid": "C1", "test": "C1", "kl_weight": "C3"}.get(split, "C2"),
+                label=key.replace("_", " ", 1) if key not in SCHEDULED else SCHEDULED[key],
             )
         ax.set_xlabel("epoch")
         ax.set_title(label, fontsize=10)

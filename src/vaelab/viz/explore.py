@@ -52,7 +52,9 @@ class Explorer:
             if params is not None and params.shape[0]:
                 info["start"] = class_probs(self.model, params[:1], v).argmax(-1)[0].tolist()
             return info
-        mu = self.model.latent.mean(params).double() if params is not None and params.shape[0] else None
+        latent = self.model.latent
+        with torch.inference_mode():
+            mu = latent.latent_to_view(latent.mean(params)).double() if params is not None and len(params) else None
         order = list(range(v.dim))
         var: list[float | None] = [None] * v.dim
         start: list[float] = [0.0] * v.dim
@@ -89,7 +91,7 @@ class Explorer:
     @torch.inference_mode()
     def decode_png(self, z: torch.Tensor) -> bytes:
         with self.lock:
-            x = self.model.decode_mean(z.to(self.model.device))[0].float().cpu()
+            x = self.model.decode_view(z.to(self.model.device))[0].float().cpu()
         arr = x[0].numpy() if x.shape[0] == 1 else x[:3].permute(1, 2, 0).numpy()
         return png_bytes(arr)
 

@@ -81,6 +81,7 @@ def pca_2d(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 # -- categorical -------------------------------------------------------------------------------
 
 
+@torch.inference_mode()
 def class_probs(model, params: torch.Tensor, view: LatentView) -> torch.Tensor:
     """q(c_n = k | x) as (B, N, K) from encoder outputs: the family's E_q[z] of one-hot codes."""
     return model.latent.mean(params).reshape(-1, view.n_vars, view.n_classes)

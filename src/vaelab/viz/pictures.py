@@ -36,7 +36,8 @@ from .latent import (
     traversal_offsets,
 )
 
-PICTURES = ("curves", "samples", "reconstructions", "manifold", "latents")  # what `vaelab plot` draws
+# what `vaelab plot` draws; "prior" only for priors made of images (the VampPrior's pseudo-inputs)
+PICTURES = ("curves", "samples", "reconstructions", "manifold", "latents", "prior")
 
 MARGIN, GAP, TITLE, HEADER = 16, 32, 30, 36  # pixels: border, between panels, panel title, figure title
 PAD, SCALE = 2, 2  # grid cells: white pixels between, pixel repeat
@@ -72,10 +73,20 @@ def _canvas(width: int, height: int):
 
 
 def _images(model, z: torch.Tensor) -> torch.Tensor:
-    return model.decode_mean(z.to(model.device)).cpu()
+    return model.decode_view(z.to(model.device)).cpu()
 
 
 # -- samples ---------------------------------------------------------------------------------
+
+
+def save_prior_images(images: torch.Tensor, path: str | Path, title: str) -> Path:
+    """The images a prior is made of, in a grid (at most 100 of them)."""
+    grid = image_grid(images[:100].float().cpu(), pad=PAD, scale=SCALE)
+    h, w = grid.shape[:2]
+    fig, dx = _canvas(2 * MARGIN + w, HEADER + h + MARGIN)
+    place_image(fig, grid, dx + MARGIN, HEADER)
+    _header(fig, title if images.shape[0] <= 100 else f"{title} (the first 100)")
+    return save_figure(fig, path)
 
 
 @torch.inference_mode()
@@ -316,7 +327,7 @@ def plot_run(
     paths written. See vaelab.viz.pictures for what each shows."""
     from ..checkpoint import read_metrics
     from ..dataprep import load_inputs
-    from ..evaluation import encode_all
+    from ..evaluation import encode_all, posterior_means
     from ..runs import load_run
 
     what = _pictures(what)
@@ -330,6 +341,8 @@ def plot_run(
             paths.append(save_curves(history, run / "curves.png", title=f"{run.name}  ({cfg.data.dataset})"))
     if "samples" in what:
         paths.append(save_samples(model, run / "samples.png", n, seed))
+    for title, images in model.prior.images().items() if "prior" in what else ():
+        paths.append(save_prior_images(images, run / "prior.png", title))
     plane = view.kind == "continuous" and view.dim == 2
     if "manifold" in what and plane:  # the AEVB lattice needs no data
         paths.append(save_manifold_2d(model, run / "manifold.png"))
@@ -343,11 +356,13 @@ def plot_run(
         base = class_probs(model, params[:1], view).argmax(-1)[0]
         paths.append(save_categorical_traversal(model, view, base, run / "manifold.png"))
     elif "manifold" in what and not plane:
-        paths.append(save_traversals(model, model.latent.mean(params), run / "manifold.png"))
+        paths.append(
+            save_traversals(model, model.latent.latent_to_view(posterior_means(model, params)), run / "manifold.png")
+        )
     if "latents" in what and view.kind == "categorical":
         paths.append(save_class_usage(model, params, view, run / "latents.png"))
     elif "latents" in what:
-        mu = model.latent.mean(params)
+        mu = model.latent.latent_to_view(posterior_means(model, params))
         paths.append(save_latent_scatter(mu, inputs.labels, run / "latents.png", dataset=cfg.data.dataset))
     return _in_order(paths)
 

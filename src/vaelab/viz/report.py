@@ -40,6 +40,8 @@ CAPTIONS = {
         "categorical": "Each categorical variable set to each of its classes in turn, the others kept at the "
         "code of a test image (framed).",
     },
+    "prior": "The VampPrior is the mixture of the posterior at these learned pseudo-inputs: "
+    "p(z) = (1/K) \u03a3 q(z | u_k).",
     "latents": {
         "continuous": "The latent space: posterior means E[z|x] of the test set, coloured by class when the "
         "data has labels (projected on two principal components beyond two dimensions).",
@@ -49,6 +51,7 @@ CAPTIONS = {
 }
 
 TITLES = {
+    "prior": "The prior's images",
     "curves": "Training curves",
     "samples": "Samples from the prior",
     "reconstructions": "Reconstructions",
@@ -317,11 +320,12 @@ def report_run(run: str | Path, *, device: str = "auto", data_dir: str | None = 
     from .pictures import PICTURES, plot_run
 
     run = Path(run)
-    cfg = ckpt.load_config(run)
+    cfg, model = load_run(run, "cpu", data_dir)
     history = ckpt.read_metrics(run)
     weights = run / ckpt.WEIGHTS
     newest = max((p.stat().st_mtime for p in (weights, run / ckpt.METRICS) if p.is_file()), default=0.0)
-    stale = [p for p in PICTURES if not (run / f"{p}.png").is_file() or (run / f"{p}.png").stat().st_mtime < newest]
+    wanted = [p for p in PICTURES if p != "prior" or model.prior.images()]  # a prior of images shows them
+    stale = [p for p in wanted if not (run / f"{p}.png").is_file() or (run / f"{p}.png").stat().st_mtime < newest]
     if stale == ["curves"] and not history:
         stale = []
     if stale:
@@ -342,9 +346,9 @@ def report_run(run: str | Path, *, device: str = "auto", data_dir: str | None = 
             )
             continue
         evaluations[path.stem.removeprefix("evaluation_")] = saved
-    view = load_run(run, "cpu", data_dir)[1].latent.view  # how the family shows itself, for the captions
+    view = model.latent.view  # how the family shows itself, for the captions
     kind = view.kind + ("2" if view.kind == "continuous" and view.dim == 2 else "")
-    pictures = [(p, run / f"{p}.png") for p in PICTURES if (run / f"{p}.png").is_file()]
+    pictures = [(p, run / f"{p}.png") for p in wanted if (run / f"{p}.png").is_file()]
     return write_report(
         run / "report.html",
         title=run.resolve().name,
