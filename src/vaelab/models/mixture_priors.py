@@ -35,9 +35,33 @@ def _components(cfg: Any) -> int:
 
 
 def _gaussian_mixture_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log (1/K) sum_k N(z; mu_k, exp(logvar_k)): z (..., D), mu and logvar (K, D) -> (...)."""
-    zk = z.unsqueeze(-2)  # (..., 1, D)
-    log_n = -0.5 * (((zk - mu) ** 2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)  # (..., K)
+    """log (1/K) sum_k N(z; mu_k, exp(logvar_k)): z (..., D), mu and logvar (K, D) -> (...).
+
+    The squared distances come from two matrix products, with p_k = exp(-logvar_k),
+
+        sum_d (z_d - mu_kd)^2 p_kd = z^2 . p_k - 2 z . (mu_k p_k) + mu_k^2 . p_k,
+
+    instead of a (..., K, D) tensor of differences: about 10 times faster on a CPU for K = 500,
+    D = 40 (benchmarks/bench_mixture_prior.py), which is what brings the VampPrior's k = 5000 nll
+    from hours to minutes. The terms cancel where a component is narrow and far from the origin, so
+    the products are taken in float64 (in float32 they were off by up to 0.3 nats for log-variances
+    down to -8; in float64 the result is closer to the exact value than the direct form in float32),
+    after centring z and mu on the components' mean.
+    """
+    dtype = z.dtype
+    z, mu, logvar = z.double(), mu.double(), logvar.double()
+    centre = mu.detach().mean(0)
+    z, mu = z - centre, mu - centre
+    p = torch.exp(-logvar)  # (K, D)
+    const = (mu * mu * p + logvar).sum(-1) + mu.shape[-1] * LOG_2PI  # (K,)
+    sq = (z * z) @ p.T - 2 * (z @ (mu * p).T)  # (..., K)
+    log_n = -0.5 * (sq + const)
+    return (torch.logsumexp(log_n, -1) - math.log(mu.shape[0])).to(dtype)
+
+
+def _gaussian_mixture_log_prob_direct(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The same, term by term through a (..., K, D) tensor: the definition, for tests and benchmarks."""
+    log_n = -0.5 * (((z.unsqueeze(-2) - mu) ** 2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
     return torch.logsumexp(log_n, -1) - math.log(mu.shape[0])
 
 
