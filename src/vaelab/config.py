@@ -198,7 +198,8 @@ class ModelConfig:
         "none",
         "--baseline",
         "--estimator score-function: the control variate subtracted from the\n"
-        "learning signal: a moving average, or learned (moving average + a small MLP on x)",
+        "learning signal: a moving average; learned (moving average + a small MLP on\n"
+        "x); nvil (learned, then divided by a running max(1, sd): Mnih & Gregor 2014)",
         choices=lambda: ["none", *_registry("BASELINES")],
     )
     init: str = opt(

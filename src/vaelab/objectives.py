@@ -130,7 +130,9 @@ def score_function_terms(
     Either way the gradient of the surrogate is the REINFORCE estimate of -grad ELBO for phi and
     the exact -grad_theta log p(x|z) for the decoder; the baseline b (a moving average, or a
     learned b(x), see baselines.py) depends on x but not on z, so it leaves the expectation
-    unchanged and reduces the variance. With L samples the terms are averaged over them.
+    unchanged and reduces the variance. NVIL's baseline also divides f - b by a running scale
+    (variance normalisation), which rescales the encoder's score-function term. With L samples
+    the terms are averaged over them.
 
     Returns (surrogate (B,), terms, baseline loss): the terms are the ELBO's `neg_elbo`, `rec`,
     `kl`, estimated from the discrete samples."""
@@ -147,10 +149,10 @@ def score_function_terms(
         signal = log_px.detach() - beta * kl_sample
         exact = 0.0
     if baseline is not None:
-        b, baseline_loss = baseline(x, signal.mean(0))
+        advantage, baseline_loss = baseline(x, signal)
     else:
-        b, baseline_loss = 0.0, log_px.new_zeros(())
-    surrogate = (-(signal - b) * log_q - log_px).mean(0) + exact
+        advantage, baseline_loss = signal, log_px.new_zeros(())
+    surrogate = (-advantage.detach() * log_q - log_px).mean(0) + exact
     rec = -log_px.detach().mean(0)
     return surrogate, {"neg_elbo": rec + kl_term.detach(), "rec": rec, "kl": kl_term.detach()}, baseline_loss
 
