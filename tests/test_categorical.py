@@ -254,35 +254,32 @@ def test_score_function_estimator_is_unbiased_and_noisier(kl):
     assert sf.var(0).sum() > 3 * reparam.var(0).sum()
 
 
-def test_nvil_baseline_divides_the_centred_signal_by_a_running_scale_floored_at_one():
+def test_nvil_baseline_keeps_a_running_scale_of_the_centred_signal_floored_at_one():
     x = torch.zeros(4, 1)
     nvil = NVILBaseline((1,))  # h(x) starts at zero: b(x) is the running average
     first = torch.tensor([[0.0, 2.0, 4.0, 6.0]])  # centred by its own mean 3: -3 -1 1 3, variance 5
-    advantage, loss = nvil(x, first)
-    assert nvil.variance.item() == pytest.approx(5.0)
-    assert torch.allclose(advantage, (first - 3) / math.sqrt(5))
-    assert loss.item() == pytest.approx(5.0)  # the regression loss is that of the learned baseline
+    b, scale, loss = nvil(x, first)
+    assert torch.equal(b, torch.full((4,), 3.0)) and scale.item() == pytest.approx(math.sqrt(5))
+    assert loss.item() == pytest.approx(5.0)  # the learned baseline's regression loss
     second = torch.tensor([[3.0, 3.5, 2.5, 3.0]])  # centred by the average, 3: variance 0.125
-    advantage, _ = nvil(x, second)
+    b, scale, _ = nvil(x, second)
     v = 0.99 * 5.0 + 0.01 * 0.125
-    assert nvil.variance.item() == pytest.approx(v)
-    assert torch.allclose(advantage, (second - 3) / math.sqrt(v))
+    assert nvil.variance.item() == pytest.approx(v) and scale.item() == pytest.approx(math.sqrt(v))
     small = NVILBaseline((1,))
-    advantage, _ = small(x, second)  # a spread under 1 is not blown up
-    assert small.variance.item() == pytest.approx(0.125)
-    assert torch.equal(advantage, second - 3)
-    frozen = nvil.eval()  # evaluation mode leaves the running statistics alone
-    frozen(x, first)
+    _, scale, _ = small(x, second)  # a spread under 1 is not blown up
+    assert small.variance.item() == pytest.approx(0.125) and scale.item() == 1.0
+    nvil.eval()(x, first)  # evaluation mode leaves the running statistics alone
     assert nvil.variance.item() == pytest.approx(v) and nvil.updates.item() == 2
 
 
-def test_nvil_scales_the_score_function_gradient_by_one_over_the_running_sd():
-    # With the Monte-Carlo KL the encoder's gradient is the score-function term alone, so NVIL
-    # at a frozen scale 3 gives exactly a third of the same draws' moving-average gradient: the
-    # same direction in expectation, a ninth of the variance.
+@pytest.mark.parametrize("kl", ["analytic", "mc"])
+def test_nvil_divides_the_encoder_gradient_by_its_scale_and_keeps_its_direction(kl):
+    # At a frozen scale 3, NVIL's gradient is exactly a third of the same draws' gradient with
+    # the moving average at the same centre, with either KL: the same direction in
+    # expectation, a ninth of the variance.
     m = 20_000
     p = torch.softmax(LOGITS, -1)
-    expected_signal = ((p * C).sum() - (p * (p.log() + math.log(4))).sum()).item()
+    expected_signal = ((p * C).sum() - ((p * (p.log() + math.log(4))).sum() if kl == "mc" else 0.0)).item()
     moving = MovingAverageBaseline((1,))
     moving.average.fill_(expected_signal)
     moving.updates.fill_(1)
@@ -292,8 +289,8 @@ def test_nvil_scales_the_score_function_gradient_by_one_over_the_running_sd():
     nvil.variance.fill_(9.0)
     nvil.updates.fill_(1)
     x = torch.zeros(m, 1)
-    g_moving = per_draw_gradients(lambda toy: score_function_terms(toy, x, 1, "mc", baseline=moving.eval())[0], m)
-    g_nvil = per_draw_gradients(lambda toy: score_function_terms(toy, x, 1, "mc", baseline=nvil.eval())[0], m)
+    g_moving = per_draw_gradients(lambda toy: score_function_terms(toy, x, 1, kl, baseline=moving.eval())[0], m)
+    g_nvil = per_draw_gradients(lambda toy: score_function_terms(toy, x, 1, kl, baseline=nvil.eval())[0], m)
     assert torch.allclose(g_nvil, g_moving / 3, atol=1e-6)
     exact = exact_gradient(kl=True)
     stderr = g_nvil.std(0) / math.sqrt(m)

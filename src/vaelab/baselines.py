@@ -7,11 +7,11 @@ because E_q[grad log q(z|x)] = grad sum_z q(z|x) = grad 1 = 0. A good b is close
 which makes (f - b) small and the estimator's variance with it.
 
 A baseline is a part of the model (its state and weights live in the checkpoint, and the
-optimizer trains the learned one), called as `advantage, loss = baseline(x, signal)` with the
-learning signal of every draw (L, B): the advantage is the signal the score-function term
-multiplies, (f - b) for every draw, or NVIL's (f - b) / scale; the loss is added to the
-objective to train the baseline (zero for the moving average). It updates its running
-statistics only in training mode.
+optimizer trains the learned one), called as `b, scale, loss = baseline(x, signal)` with the
+learning signal of every draw (L, B): b (B,) for each example, a positive scale that does not
+depend on z (1, or NVIL's running max(1, sd)) by which the estimator divides the encoder's
+whole gradient, and a loss added to the objective to train the baseline (zero for the moving
+average). It updates its running statistics only in training mode.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ class MovingAverageBaseline(nn.Module):
             self.updates += 1
 
     def forward(self, x: torch.Tensor, signal: torch.Tensor):
-        """signal (L, B) -> advantage f - b (L, B), loss 0."""
-        b = self.current(signal)
+        """signal (L, B) -> baseline (B,), scale 1, loss 0."""
+        b = self.current(signal).expand(signal.shape[-1])
         self.update(signal)
-        return signal - b, signal.new_zeros(())
+        return b, signal.new_ones(()), signal.new_zeros(())
 
 
 class LearnedBaseline(nn.Module):
@@ -80,23 +80,25 @@ class LearnedBaseline(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor, signal: torch.Tensor):
-        """signal (L, B) -> advantage f - b(x) (L, B), and the regression loss
-        mean((f - b(x))^2) that trains h."""
+        """signal (L, B) -> baseline (B,), scale 1, and the regression loss mean((f - b(x))^2)
+        that trains h."""
         centre = self.average.current(signal)
-        b = centre + self.net(x).squeeze(-1)  # (B,), the same for every draw of an example
+        b = centre + self.net(x).squeeze(-1)
         loss = ((signal.detach() - b) ** 2).mean()
         self.average.update(signal)
-        return signal - b.detach(), loss
+        return b.detach(), signal.new_ones(()), loss
 
 
 class NVILBaseline(LearnedBaseline):
     """NVIL's control variate (Mnih & Gregor 2014, section 3.3 and Algorithm 1): the learned
-    baseline, then variance normalisation: the centred signal f - b(x) is divided by
-    max(1, sqrt(v)), v a running average of its variance over the batch (the first batch's
-    own variance, then v <- decay v + (1 - decay) var; decay 0.99 like the average). Dividing
-    by a positive number that does not depend on z keeps the gradient's direction in
-    expectation while holding the score-function term near unit scale as the signal's spread
-    changes over training; the floor at 1 leaves small signals alone."""
+    baseline, and variance normalisation: the encoder's gradient is divided by max(1, sqrt(v)),
+    v a running average of the variance of the centred signal f - b(x) over the batch (the
+    first batch's own variance, then v <- decay v + (1 - decay) var, decay 0.99 like the
+    average). In NVIL the learning signal holds the whole log-ratio, so dividing it divides the
+    encoder's whole gradient; vaelab divides the analytic KL's gradient by the same scale (see
+    `score_function_terms`), so with either KL the step's direction is unchanged in
+    expectation and only its size is held near unit scale as the signal's spread changes. The
+    floor at 1 leaves small signals alone."""
 
     variance: torch.Tensor
     updates: torch.Tensor
@@ -108,14 +110,14 @@ class NVILBaseline(LearnedBaseline):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: torch.Tensor, signal: torch.Tensor):
-        centred, loss = super().forward(x, signal)
+        b, _, loss = super().forward(x, signal)
         if self.training:
             with torch.no_grad():
-                var = centred.detach().var(unbiased=False).to(self.variance.dtype)
+                var = (signal.detach() - b).var(unbiased=False).to(self.variance.dtype)
                 ema = self.decay * self.variance + (1 - self.decay) * var
                 self.variance.copy_(torch.where(self.updates == 0, var, ema))
                 self.updates += 1
-        return centred / self.variance.sqrt().clamp(min=1.0), loss
+        return b, self.variance.sqrt().clamp(min=1.0), loss
 
 
 BASELINES.add("moving-average", MovingAverageBaseline)

@@ -130,9 +130,11 @@ def score_function_terms(
     Either way the gradient of the surrogate is the REINFORCE estimate of -grad ELBO for phi and
     the exact -grad_theta log p(x|z) for the decoder; the baseline b (a moving average, or a
     learned b(x), see baselines.py) depends on x but not on z, so it leaves the expectation
-    unchanged and reduces the variance. NVIL's baseline also divides f - b by a running scale
-    (variance normalisation), which rescales the encoder's score-function term. With L samples
-    the terms are averaged over them.
+    unchanged and reduces the variance. NVIL's baseline also returns a scale s > 0 that does not
+    depend on z (variance normalisation); the phi-terms are divided by it, the score-function
+    term and the analytic KL alike, so the encoder's step keeps its direction in expectation
+    and s sets only its size (the decoder's term is not scaled). With L samples the terms are
+    averaged over them.
 
     Returns (surrogate (B,), terms, baseline loss): the terms are the ELBO's `neg_elbo`, `rec`,
     `kl`, estimated from the discrete samples."""
@@ -149,10 +151,10 @@ def score_function_terms(
         signal = log_px.detach() - beta * kl_sample
         exact = 0.0
     if baseline is not None:
-        advantage, baseline_loss = baseline(x, signal)
+        b, scale, baseline_loss = baseline(x, signal)
     else:
-        advantage, baseline_loss = signal, log_px.new_zeros(())
-    surrogate = (-advantage.detach() * log_q - log_px).mean(0) + exact
+        b, scale, baseline_loss = 0.0, 1.0, log_px.new_zeros(())
+    surrogate = (-(signal - b) * log_q / scale - log_px).mean(0) + exact / scale
     rec = -log_px.detach().mean(0)
     return surrogate, {"neg_elbo": rec + kl_term.detach(), "rec": rec, "kl": kl_term.detach()}, baseline_loss
 
