@@ -638,7 +638,7 @@ PRESETS: dict[str, dict] = {
     # = 50000 steps, the notebook's NUM_ITERS. (The notebook also multiplies the lr by 0.9 every
     # 1000 steps; the paper does not mention it and this preset keeps 1e-3.)
     # Other rows of the paper's Table 1 on top of this preset: --hard (ST Gumbel-Softmax) and
-    # --estimator score-function --baseline moving-average (SF; or --baseline learned, NVIL-style).
+    # --estimator score-function --baseline nvil (SF with NVIL's baseline and variance normalisation).
     "gumbel-softmax-paper": {
         "data": {"dataset": "binarized_mnist", "binarize": "none"},
         "model": {
