@@ -24,6 +24,15 @@ from torch import nn
 from .registry import BASELINES
 
 
+@torch.no_grad()
+def _running_update(average: torch.Tensor, updates: torch.Tensor, value: torch.Tensor, decay: float) -> None:
+    """average <- value on the first update, then decay * average + (1 - decay) * value (a
+    select, not a branch: no wait for the device); counts the update."""
+    value = value.to(average.dtype)
+    average.copy_(torch.where(updates == 0, value, decay * average + (1 - decay) * value))
+    updates += 1
+
+
 class MovingAverageBaseline(nn.Module):
     """b = an exponential moving average of the batch-mean learning signal, one number for all
     examples. The first batch initialises it to its own mean; after that each batch uses the
@@ -47,11 +56,7 @@ class MovingAverageBaseline(nn.Module):
     def update(self, signal: torch.Tensor) -> None:
         if not self.training:
             return
-        with torch.no_grad():
-            mean = signal.detach().mean().to(self.average.dtype)
-            ema = self.decay * self.average + (1 - self.decay) * mean
-            self.average.copy_(torch.where(self.updates == 0, mean, ema))
-            self.updates += 1
+        _running_update(self.average, self.updates, signal.detach().mean(), self.decay)
 
     def forward(self, x: torch.Tensor, signal: torch.Tensor):
         """signal (L, B) -> baseline (B,), scale 1, loss 0."""
@@ -112,11 +117,7 @@ class NVILBaseline(LearnedBaseline):
     def forward(self, x: torch.Tensor, signal: torch.Tensor):
         b, _, loss = super().forward(x, signal)
         if self.training:
-            with torch.no_grad():
-                var = (signal.detach() - b).var(unbiased=False).to(self.variance.dtype)
-                ema = self.decay * self.variance + (1 - self.decay) * var
-                self.variance.copy_(torch.where(self.updates == 0, var, ema))
-                self.updates += 1
+            _running_update(self.variance, self.updates, (signal.detach() - b).var(unbiased=False), self.decay)
         return b, self.variance.sqrt().clamp(min=1.0), loss
 
 
