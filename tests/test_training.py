@@ -76,6 +76,22 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, data_di
     assert ha[-1]["train_neg_elbo"] == pytest.approx(hc[-1]["train_neg_elbo"], rel=1e-9)
 
 
+def test_sgd_takes_heavy_ball_momentum_steps():
+    from vaelab.registry import OPTIMIZERS
+
+    t = build_config(overrides={"train": {"optimizer": "sgd", "lr": 0.1}}).train
+    w = torch.nn.Parameter(torch.tensor(1.0))
+    opt = OPTIMIZERS[t.optimizer]([w], t, torch.device("cpu"))
+    seen = []
+    for _ in range(2):  # loss w^2 / 2: the gradient is w
+        opt.zero_grad()
+        (w**2 / 2).backward()
+        opt.step()
+        seen.append(w.item())
+    # v1 = 1, w1 = 1 - 0.1 = 0.9; v2 = 0.9 * 1 + 0.9 = 1.8, w2 = 0.9 - 0.18 = 0.72
+    assert seen == pytest.approx([0.9, 0.72])
+
+
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
     run = vaelab.train(small_config(data_dir, epochs=1), tmp_path / "run", progress=False)
     before = {name: (run / name).read_bytes() for name in (ckpt.WEIGHTS, ckpt.RESUME, ckpt.METRICS)}

@@ -242,6 +242,7 @@ class TrainConfig:
     optimizer: str = opt("adam", "--optimizer", "optimizer", choices=lambda: _registry("OPTIMIZERS"))
     adam_betas: list[float] = opt([0.9, 0.999], length=2, ge=0, lt=1)
     adam_eps: float = opt(1e-8, gt=0)
+    sgd_momentum: float = opt(0.9, ge=0, lt=1)
     weight_decay: float = opt(0.0, "--weight-decay", "L2 penalty on the weights (the paper's small prior)", ge=0)
     grad_clip: float | None = opt(None, "--grad-clip", "clip the gradient norm to this value", gt=0)
     objective: str = opt(

@@ -20,5 +20,12 @@ def adagrad(params, t, device: torch.device) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
 
 
+def sgd(params, t, device: torch.device) -> torch.optim.Optimizer:
+    """SGD with heavy-ball momentum (v <- m v + g, w <- w - lr v; m = train.sgd_momentum, 0.9 as
+    in the Gumbel-Softmax paper)."""
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.sgd_momentum, weight_decay=t.weight_decay, foreach=True)
+
+
 OPTIMIZERS.add("adam", adam)
 OPTIMIZERS.add("adagrad", adagrad)
+OPTIMIZERS.add("sgd", sgd)
