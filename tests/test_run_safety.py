@@ -244,7 +244,7 @@ def test_kill_at_random_moments_then_resume_gives_the_uninterrupted_weights(tmp_
         "--batch-size",
         "50",
         "--epochs",
-        "30",
+        "60",
         "--no-progress",
     ]
     straight = tmp_path / "straight"
@@ -277,4 +277,4 @@ def test_kill_at_random_moments_then_resume_gives_the_uninterrupted_weights(tmp_
     assert proc.returncode == 0
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert [r["epoch"] for r in ckpt.read_metrics(out)] == list(range(1, 31))
+    assert [r["epoch"] for r in ckpt.read_metrics(out)] == list(range(1, 61))
