@@ -228,9 +228,12 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_good_one(small_disk, dat
     assert [r["epoch"] for r in ckpt.read_metrics(run)] == [1, 2]
 
 
+KILL_ATTEMPTS = 12
+
+
 def test_kill_at_random_moments_then_resume_gives_the_uninterrupted_weights(tmp_path, data_dir):
-    """kill -9 at seeded random moments, resuming each time: the final weights are those of a run
-    that was never interrupted, bit for bit."""
+    """kill -9 at seeded random moments (up to KILL_ATTEMPTS of them), resuming each time: the
+    final weights are those of a run that was never interrupted, bit for bit."""
     env = dict(os.environ, VAELAB_DATA_DIR=data_dir, OMP_NUM_THREADS="1")
     args = [
         "--dataset",
@@ -261,20 +264,25 @@ def test_kill_at_random_moments_then_resume_gives_the_uninterrupted_weights(tmp_
     rng = random.Random(1234)
     kills = 0
     cmd = [sys.executable, "-m", "vaelab", "train", *args, "--out", str(out)]
-    for _ in range(60):
+    returncode = None
+    for _ in range(KILL_ATTEMPTS):
         proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=env)
         try:
-            proc.wait(timeout=rng.uniform(0.25, 0.75) * duration)
+            returncode = proc.wait(timeout=rng.uniform(0.25, 0.75) * duration)
         except subprocess.TimeoutExpired:
             proc.kill()
             kills += 1
             proc.wait()
         if (out / "resume.safetensors").is_file():
             cmd = [sys.executable, "-m", "vaelab", "train", "--resume", str(out), "--no-progress"]
-        if proc.returncode == 0:
+        if returncode == 0:
             break
+    else:
+        # The last stretch (start-up, the final epochs, the closing writes) can take longer than
+        # any kill window when the machine is busier than during the timed run: let it finish.
+        returncode = subprocess.run(cmd, env=env, capture_output=True, timeout=600).returncode
     assert kills >= 2, "no kill landed; the run is too short for this test"
-    assert proc.returncode == 0
+    assert returncode == 0
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["epoch"] for r in ckpt.read_metrics(out)] == list(range(1, 61))
