@@ -110,14 +110,13 @@ class NVILBaseline(LearnedBaseline):
 
     def __init__(self, input_shape, hidden: int = 100, decay: float = 0.99):
         super().__init__(input_shape, hidden, decay)
-        self.decay = decay
         self.register_buffer("variance", torch.zeros(()))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: torch.Tensor, signal: torch.Tensor):
         b, _, loss = super().forward(x, signal)
         if self.training:
-            _running_update(self.variance, self.updates, (signal.detach() - b).var(unbiased=False), self.decay)
+            _running_update(self.variance, self.updates, (signal.detach() - b).var(unbiased=False), self.average.decay)
         return b, self.variance.sqrt().clamp(min=1.0), loss
 
 
