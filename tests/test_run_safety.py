@@ -228,13 +228,27 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_good_one(small_disk, dat
     assert [r["epoch"] for r in ckpt.read_metrics(run)] == [1, 2]
 
 
-KILL_ATTEMPTS = 12
+KILLS = 5
+
+
+def _epochs_logged(run_dir: Path) -> int:
+    """Complete lines in RUN/metrics.jsonl (one per finished epoch); polled while a run is alive."""
+    try:
+        return (run_dir / ckpt.METRICS).read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 
 def test_kill_at_random_moments_then_resume_gives_the_uninterrupted_weights(tmp_path, data_dir):
-    """kill -9 at seeded random moments (up to KILL_ATTEMPTS of them), resuming each time: the
-    final weights are those of a run that was never interrupted, bit for bit."""
+    """kill -9 at KILLS seeded random moments, resuming each time: the final weights are those of a
+    run that was never interrupted, bit for bit.
+
+    The first kill lands at a random time in the first half of a run (mostly start-up); the others
+    at a random instant inside a random epoch (the run is watched until that epoch begins). Kills
+    are placed by progress rather than by wall time, so a machine busier than during the timed run
+    cannot make them miss."""
     env = dict(os.environ, VAELAB_DATA_DIR=data_dir, OMP_NUM_THREADS="1")
+    epochs = 60
     args = [
         "--dataset",
         "frey_face",
@@ -247,7 +261,7 @@ def test_kill_at_random_moments_then_resume_gives_the_uninterrupted_weights(tmp_
         "--batch-size",
         "50",
         "--epochs",
-        "60",
+        str(epochs),
         "--no-progress",
     ]
     straight = tmp_path / "straight"
@@ -259,30 +273,30 @@ def test_kill_at_random_moments_then_resume_gives_the_uninterrupted_weights(tmp_
         capture_output=True,
         timeout=600,
     )
-    duration = time.monotonic() - start  # start-up included: a kill lands anywhere in a process's life
+    duration = time.monotonic() - start
+    per_epoch = duration / epochs  # an upper bound: start-up included
     out = tmp_path / "killed"
     rng = random.Random(1234)
-    kills = 0
+    targets = sorted(rng.sample(range(1, epochs - 5), KILLS - 1))
     cmd = [sys.executable, "-m", "vaelab", "train", *args, "--out", str(out)]
-    returncode = None
-    for _ in range(KILL_ATTEMPTS):
+    kills = 0
+    for target in [None, *targets]:
         proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=env)
-        try:
-            returncode = proc.wait(timeout=rng.uniform(0.25, 0.75) * duration)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            kills += 1
-            proc.wait()
-        if (out / "resume.safetensors").is_file():
+        if target is None:
+            time.sleep(rng.uniform(0.0, 0.5) * duration)  # mostly start-up: imports, data, first writes
+        else:
+            while _epochs_logged(out) < target and proc.poll() is None:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, per_epoch))
+        assert proc.poll() is None, f"the run ended before the kill planned in epoch {target}"
+        proc.kill()
+        proc.wait()
+        kills += 1
+        if (out / ckpt.RESUME).is_file():
             cmd = [sys.executable, "-m", "vaelab", "train", "--resume", str(out), "--no-progress"]
-        if returncode == 0:
-            break
-    else:
-        # The last stretch (start-up, the final epochs, the closing writes) can take longer than
-        # any kill window when the machine is busier than during the timed run: let it finish.
-        returncode = subprocess.run(cmd, env=env, capture_output=True, timeout=600).returncode
-    assert kills >= 2, "no kill landed; the run is too short for this test"
-    assert returncode == 0
+    assert kills == KILLS
+    assert (out / ckpt.RESUME).is_file(), "no checkpoint was written before the last kill"
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert [r["epoch"] for r in ckpt.read_metrics(out)] == list(range(1, 61))
+    assert [r["epoch"] for r in ckpt.read_metrics(out)] == list(range(1, epochs + 1))
