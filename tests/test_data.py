@@ -26,6 +26,7 @@ from vaelab.data import (
     read_mat_uint8,
     resolve_data_dir,
 )
+from vaelab.data.custom import split_permutation
 from vaelab.errors import VaelabError
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -200,13 +201,19 @@ def test_binarized_mnist_splits(shared):
 
 
 def test_frey_face_splits(shared):
+    """The frames are dealt into splits by the fixed seeded permutation (its checksum pinned: a
+    changed order would silently change every Frey Face number), not in video order."""
     ff = read_mat_uint8(shared / "frey_face" / "frey_rawface.mat", "ff")
     frames = torch.from_numpy(ff.T.reshape(-1, 1, 28, 20).astype(np.float32)) / 255
+    order = split_permutation(len(frames))
+    digest = hashlib.sha256(order.numpy().astype("<i8").tobytes()).hexdigest()
+    assert digest == "01df21170d8bb45050b246f83c5130a8161db2290a2a871e7d56c5877dc22ad3"
+    assert order[:4].tolist() == [644, 800, 757, 1881]
     splits = {s: load_split("frey_face", s, shared, download=False) for s in ("train", "valid", "test")}
     assert [len(s) for s in splits.values()] == [1565, 200, 200]
-    assert torch.equal(torch.cat([s.images for s in splits.values()]), frames)
+    assert torch.equal(torch.cat([s.images for s in splits.values()]), frames[order])
     full = load_split("frey_face", "train", shared, download=False, full_train=True)
-    assert torch.equal(full.images, frames[:1765])
+    assert torch.equal(full.images, frames[order[:1765]])
     assert round(float(full.images.min()) * 255) == 8 and splits["train"].images.shape[1:] == (1, 28, 20)
     assert full.labels is None and full.info.continuous
 

@@ -624,7 +624,7 @@ PRESETS: dict[str, dict] = {
     },
     # Kingma & Welling (2014), Frey Face: Gaussian decoder with sigmoid means, 200 tanh units,
     # N(0, 0.01^2) initialisation, weight decay 1/N; trained on 1765 frames (vaelab's train +
-    # valid), the last 200 held out as the test set.
+    # valid), 200 held out as the test set (frames dealt into splits in a fixed random order).
     "aevb-frey": {
         "data": {"dataset": "frey_face", "binarize": "none", "full_train": True},
         "model": {"hidden": [200], "latent_dim": 2, "activation": "tanh", "likelihood": "gaussian", "init": "normal"},

@@ -298,13 +298,15 @@ def _ranges(n: int, full_train: bool = False) -> dict[str, slice]:
     }
 
 
-def _permutation(n: int) -> torch.Tensor:
+def split_permutation(n: int) -> torch.Tensor:
+    """The fixed order in which n examples are dealt into splits: the same for every run (seeded
+    with SPLIT_SEED, not the run's seed). Frey Face's frames are split by it too."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
 
 
 def split_indices(n: int, split: str, full_train: bool = False) -> torch.Tensor:
     """Rows (in source order) of `split` among n images: the fixed 80/10/10 permutation split."""
-    return _permutation(n)[_ranges(n, full_train)[split]]
+    return split_permutation(n)[_ranges(n, full_train)[split]]
 
 
 def _permuted(name: str, image_size) -> tuple[torch.Tensor, bool]:
@@ -318,7 +320,7 @@ def _permuted(name: str, image_size) -> tuple[torch.Tensor, bool]:
     if key not in _cache:
         _cache.clear()  # drop the previous source before reading the next one
         x = load_images(name, image_size)
-        x = x[_permutation(x.shape[0])]
+        x = x[split_permutation(x.shape[0])]
         _cache[key] = (x, bool(((x == 0) | (x == 1)).all()))
     return _cache[key]
 
