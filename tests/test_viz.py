@@ -285,7 +285,20 @@ def _get(url, host=None):
 def test_explore_cli_serves_on_loopback_and_stops_on_ctrl_c(tiny_run, data_dir):
     env = {**os.environ, "VAELAB_DATA_DIR": data_dir}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vaelab", "explore", str(tiny_run), "--port", "0", "--device", "cpu"],
+        # -X faulthandler: a SIGABRT makes it print every thread's stack, should it not stop
+        [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            "-m",
+            "vaelab",
+            "explore",
+            str(tiny_run),
+            "--port",
+            "0",
+            "--device",
+            "cpu",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -314,10 +327,11 @@ def test_explore_cli_serves_on_loopback_and_stops_on_ctrl_c(tiny_run, data_dir):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            out, err = proc.communicate(timeout=30)
+            out, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"explore did not stop within 60 s of Ctrl-C; where its threads were:\n{err}")
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "stopped" in err
 
