@@ -243,3 +243,26 @@ def test_readme_table_is_the_generated_one():
     readme = (REPO / "README.md").read_text()
     shown = readme.split(README_START, 1)[1].split(README_END, 1)[0].strip()
     assert shown == readme_table(REPO / "reproductions"), "regenerate with `make reproductions-table`"
+
+
+def test_a_run_made_with_other_settings_is_refused_not_recorded(tmp_path, data_dir):
+    """A folder kept from before a protocol changed (here: another hidden width) is neither continued
+    nor evaluated as the protocol's row, even when its runs are complete; --list says why."""
+    from vaelab.reproduce.table import list_protocols
+
+    out = tmp_path / "old"
+    quiet = dict(data_dir=data_dir, device="cpu", progress=False, log=lambda msg: None)
+    before = reproduce(FREY, out, epochs=1, **quiet)
+    config = out / "seed-0" / "config.json"
+    saved = json.loads(config.read_text())
+    saved["model"]["hidden"] = [17]
+    config.write_text(json.dumps(saved))
+    for epochs in ("1", "2"):  # complete: evaluate only; incomplete: continue
+        proc = vaelab("reproduce", FREY, "--epochs", epochs, "--out", out, data_dir=data_dir)
+        assert_user_error(proc, "made with other settings", "model.hidden", "give another --out")
+    assert read_record(out) == before
+    assert f"made with other settings than the protocol's (model.hidden)  ({out})" in list_protocols([tmp_path])
+    good = tmp_path / "good"
+    reproduce(FREY, good, epochs=1, **quiet)
+    row = next(line for line in list_protocols([tmp_path]).splitlines() if line.startswith(FREY + " "))
+    assert row.endswith(f"({good})")  # the folder made with the protocol's settings is the one shown

@@ -260,13 +260,19 @@ def training_dir(
 RESUMABLE = {"train.epochs", "train.device", "train.compile", "train.cuda_graphs", "data.data_dir"}
 
 
+def changed_settings(saved: Config, new: Config) -> list[str]:
+    """The settings ("section.name") in which `new` differs from a run's `saved` ones, leaving out
+    those a resume may change (RESUMABLE)."""
+    old_flat, new_flat = _flatten(saved.to_dict()), _flatten(new.to_dict())
+    return sorted(
+        k for k in old_flat if k not in RESUMABLE and k != "model.input_shape" and old_flat[k] != new_flat.get(k)
+    )
+
+
 def check_resumable(saved: Config, new: Config, run_dir: Path) -> None:
     """A resumed run keeps its settings; only the number of epochs, the device, compilation
     and where the data lives may change."""
-    old_flat, new_flat = _flatten(saved.to_dict()), _flatten(new.to_dict())
-    changed = sorted(
-        k for k in old_flat if k not in RESUMABLE and k != "model.input_shape" and old_flat[k] != new_flat.get(k)
-    )
+    changed = changed_settings(saved, new)
     if changed:
         raise VaelabError(
             f"cannot resume {run_dir} with different settings ({', '.join(changed)}); "

@@ -376,6 +376,8 @@ def reproduce(
     except OSError as e:
         raise VaelabError(f"cannot create {out} ({e.strerror}); choose a folder you can write to") from None
     with exclusive(out, f"vaelab reproduce {name}"):
+        for seed in seeds:  # before any work: a run made with other settings must not become this row
+            _check_own_run(seed_dir(out, seed), configs[seed], protocol)
         evaluations: dict[int, dict[str, dict]] = {}
         if read_record(out) is None:  # from the first moment the folder says whose it is
             write_record(out, build_record(protocol, out, seeds, command, evaluations))
@@ -392,8 +394,6 @@ def reproduce(
             )
             if done < target and not stopped_early(run):
                 resume = (run / ckpt.RESUME).is_file()
-                if resume:
-                    _check_own_run(run, configs[seed], protocol)
                 train(configs[seed], run, resume=resume, progress=progress, log=log, on_epoch=[hook])
             evaluations[seed] = evaluate_seed(protocol, run, data_dir=data_dir, device=device, log=log)
             write_record(out, build_record(protocol, out, seeds, command, evaluations))
@@ -403,13 +403,23 @@ def reproduce(
     return record
 
 
-def _check_own_run(run: Path, cfg, protocol: Protocol) -> None:
-    from ..runs import check_resumable
+def other_settings(run: Path, cfg) -> list[str]:
+    """The settings in which a seed's run differs from `cfg`, the protocol's config for that seed
+    (a run made before the protocol changed, or of another protocol); [] when it has no config yet."""
+    from ..runs import changed_settings
 
-    try:
-        check_resumable(ckpt.load_config(run), cfg, run)
-    except VaelabError as e:
-        raise VaelabError(f"{run} is not a run of protocol {protocol.name!r} ({e}); give another --out") from None
+    return changed_settings(ckpt.load_config(run), cfg) if (run / ckpt.CONFIG).is_file() else []
+
+
+def _check_own_run(run: Path, cfg, protocol: Protocol) -> None:
+    """Refuse to continue, or to evaluate and record, a run made with other settings: its number
+    would be reported as this protocol's."""
+    changed = other_settings(run, cfg)
+    if changed:
+        raise VaelabError(
+            f"{run} was made with other settings than protocol {protocol.name!r} has ({', '.join(changed)}); "
+            f"give another --out, or delete {run} to run it again"
+        )
 
 
 def summary_line(record: dict) -> str:

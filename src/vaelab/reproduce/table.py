@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import VaelabError
 from .protocol import FIGURES, all_protocols
-from .run import FORMAT, REPRODUCTION, epochs_done, format_duration, read_record, seed_dir
+from .run import FORMAT, REPRODUCTION, epochs_done, format_duration, other_settings, read_record, seed_dir
 
 
 def find_records(paths: Sequence[str | Path]) -> list[dict]:
@@ -109,6 +109,16 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+OTHER_SETTINGS = "made with other settings"
+
+
+def _progress_of(outs: list[Path], protocol) -> str:
+    """How far the protocol has got in the first of `outs` made with its current settings (a
+    folder kept from before the protocol changed is named only when no other is)."""
+    cells = [_progress(out, protocol) for out in outs]
+    return next((c for c in cells if not c.startswith(OTHER_SETTINGS)), cells[0])
+
+
 def _progress(out: Path, protocol) -> str:
     try:
         record = read_record(out)
@@ -117,6 +127,12 @@ def _progress(out: Path, protocol) -> str:
     if record is None:
         return "not started"
     seeds = [s["seed"] for s in record.get("per_seed", [])] or list(protocol.seeds)
+    try:
+        changed = sorted({k for s in seeds for k in other_settings(seed_dir(out, s), protocol.config(s))})
+    except VaelabError as e:
+        return f"unreadable ({e})"
+    if changed:
+        return f"{OTHER_SETTINGS} than the protocol's ({', '.join(changed)})  ({out})"
     done = [epochs_done(seed_dir(out, s)) for s in seeds]
     total = protocol.epochs * len(seeds)
     state = "complete" if record["complete"] else f"{sum(done)} of {total} epochs"
@@ -127,7 +143,7 @@ def _progress(out: Path, protocol) -> str:
 def list_protocols(outs: Sequence[str | Path] = ()) -> str:
     """Every protocol with its paper, number, metric, epochs and CPU cost; with `outs`
     (reproduction directories, or folders holding them), how far each has got."""
-    where: dict[str, Path] = {}
+    where: dict[str, list[Path]] = {}
     for root in map(Path, outs):
         candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
         for d in candidates:
@@ -136,7 +152,7 @@ def list_protocols(outs: Sequence[str | Path] = ()) -> str:
             except VaelabError:
                 continue
             if record is not None:
-                where.setdefault(record["protocol"], d)
+                where.setdefault(record["protocol"], []).append(d)
     rows = [("protocol", "reproduces", "paper's", "metric", "epochs", "CPU s/epoch", "CPU total", "progress")]
     for p in all_protocols():
         c = p.citation
@@ -152,7 +168,7 @@ def list_protocols(outs: Sequence[str | Path] = ()) -> str:
                 f"{p.epochs}{seeds}",
                 _num(cost, 1) if cost else "?",
                 total,
-                _progress(where[p.name], p) if p.name in where else ("" if not outs else "not found"),
+                _progress_of(where[p.name], p) if p.name in where else ("" if not outs else "not found"),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
