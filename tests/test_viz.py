@@ -303,6 +303,9 @@ def test_explore_cli_serves_on_loopback_and_stops_on_ctrl_c(tiny_run, data_dir):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # Ctrl-C as from a terminal: a shell that starts a background job without job control
+        # (a CI runner's, `(cmd &)`) hands it SIGINT ignored, and Python keeps it so.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         line = []
