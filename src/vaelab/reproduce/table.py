@@ -109,35 +109,33 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-OTHER_SETTINGS = "made with other settings"
-
-
 def _progress_of(outs: list[Path], protocol) -> str:
     """How far the protocol has got in the first of `outs` made with its current settings (a
     folder kept from before the protocol changed is named only when no other is)."""
     cells = [_progress(out, protocol) for out in outs]
-    return next((c for c in cells if not c.startswith(OTHER_SETTINGS)), cells[0])
+    return next((text for own, text in cells if own), cells[0][1])
 
 
-def _progress(out: Path, protocol) -> str:
+def _progress(out: Path, protocol) -> tuple[bool, str]:
+    """(whether the folder's runs were made with the protocol's settings, how far it has got)."""
     try:
         record = read_record(out)
     except VaelabError as e:
-        return f"unreadable ({e})"
+        return False, f"unreadable ({e})"
     if record is None:
-        return "not started"
+        return True, "not started"
     seeds = [s["seed"] for s in record.get("per_seed", [])] or list(protocol.seeds)
     try:
         changed = sorted({k for s in seeds for k in other_settings(seed_dir(out, s), protocol.config(s))})
     except VaelabError as e:
-        return f"unreadable ({e})"
+        return False, f"unreadable ({e})"
     if changed:
-        return f"{OTHER_SETTINGS} than the protocol's ({', '.join(changed)})  ({out})"
+        return False, f"made with other settings than the protocol's ({', '.join(changed)})  ({out})"
     done = [epochs_done(seed_dir(out, s)) for s in seeds]
     total = protocol.epochs * len(seeds)
     state = "complete" if record["complete"] else f"{sum(done)} of {total} epochs"
     value = f", {record['value']:.2f}" if record["value"] is not None else ""
-    return f"{state}{value}  ({out})"
+    return True, f"{state}{value}  ({out})"
 
 
 def list_protocols(outs: Sequence[str | Path] = ()) -> str:
