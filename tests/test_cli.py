@@ -159,6 +159,15 @@ def test_damaged_or_foreign_checkpoints(run, tmp_path, data_dir):
     assert_user_error(vaelab("evaluate", empty), "not a vaelab run")
 
 
+def test_gradvar_help_shows_the_choices_gradvar_declares(monkeypatch):
+    from vaelab.gradvar import BASELINE_CHOICES, ESTIMATORS
+
+    monkeypatch.setenv("COLUMNS", "1000")  # no line breaks inside a name
+    out = vaelab("gradvar", "--help").stdout
+    assert f"one of: {', '.join(ESTIMATORS)}" in out
+    assert f"one of: {', '.join(BASELINE_CHOICES)}" in out
+
+
 def test_help_lists_every_flag():
     out = vaelab("train", "--help").stdout
     for flag in (

@@ -178,6 +178,8 @@ BAD = [
     (["explore", RUN, "--port", "70000"], "--port must be in 0..65535"),
     (["gradvar", RUN, "--draws", "0"], "must be at least 1"),
     (["gradvar", RUN, "--tau", "-1"], "positive finite number"),
+    (["gradvar", RUN, "--baseline", "bogus"], "unknown --baseline 'bogus'; choose auto, none, moving-average"),
+    (["gradvar", RUN, "--estimators", "reparam,bogus"], "--estimators takes all or a comma-separated list"),
     (["data", "download", "cifar"], "unknown dataset"),
     (["reproduce", "no-such-protocol"], "unknown protocol"),
     (["reproduce", "iwae-vae-1layer", "--seeds", "0,x"], "seeds"),

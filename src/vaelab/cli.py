@@ -16,15 +16,30 @@ from .errors import TrainingInterrupted, VaelabError
 
 
 class _Formatter(argparse.HelpFormatter):
-    """Adds a registry-backed option's choices to its help, read from the registry only when help
-    is shown (reading it imports the parts, and with them torch)."""
+    """Adds an option's choices to its help, read from where they are declared (a registry, or
+    the module that owns them) only when help is shown: reading them imports torch."""
 
     def _get_help_string(self, action):
         text = action.help or ""
         f = getattr(action, "vaelab_field", None)
         if f is not None and callable(f.metadata.get("choices")):
             text += f"; one of: {', '.join(choices_of(f) or [])}"
+        lazy = getattr(action, "lazy_choices", None)
+        if lazy is not None:
+            text += f"; one of: {', '.join(lazy())}"
         return text
+
+
+def _show_gradvar_choices(action: argparse.Action, name: str) -> None:
+    """Shows one of gradvar's own lists of choices (`ESTIMATORS`, `BASELINE_CHOICES`) in the
+    option's help. They are declared and checked in vaelab.gradvar; the parser only shows them."""
+
+    def read():
+        from . import gradvar
+
+        return getattr(gradvar, name)
+
+    action.lazy_choices = read  # type: ignore[attr-defined]  # read by _Formatter
 
 
 class Parser(argparse.ArgumentParser):
@@ -189,20 +204,21 @@ def build_parser() -> argparse.ArgumentParser:
         "batch and summarise the variance of the encoder-parameter gradients.",
     )
     _add_run_args(p)
-    p.add_argument(
-        "--estimators",
-        default="reparam,straight-through,score-function",
-        help="comma-separated: reparam, straight-through, score-function (default: all three)",
+    _show_gradvar_choices(
+        p.add_argument("--estimators", default="all", help="comma-separated estimator names, or all (default: all)"),
+        "ESTIMATORS",
     )
     p.add_argument("--draws", type=_positive, default=200, help="gradient draws per estimator (default: 200)")
     p.add_argument("--batch-size", type=_positive, default=100, help="points in the fixed batch (default: 100)")
     p.add_argument("--split", default="train", choices=["train", "valid", "test"], help="(default: train)")
-    p.add_argument(
-        "--baseline",
-        default="auto",
-        choices=["auto", "none", "moving-average"],
-        help="score-function control variate: the run's own, else a moving average (auto); none; "
-        "or a moving average fitted on the batch",
+    _show_gradvar_choices(
+        p.add_argument(
+            "--baseline",
+            default="auto",
+            help="score-function control variate: auto (the run's own, else a moving average), none, or "
+            "moving-average (fitted on the batch) (default: auto)",
+        ),
+        "BASELINE_CHOICES",
     )
     p.add_argument(
         "--tau", type=_positive_float, default=None, help="temperature (default: where the run's schedule ended)"

@@ -38,10 +38,13 @@ WARMUP_DRAWS = 20  # draws that fit the moving-average baseline of a run trained
 
 
 def parse_estimators(text: str) -> list[str]:
+    """`--estimators`: a comma-separated list of ESTIMATORS' names, or "all"."""
+    if text.strip() == "all":
+        return list(ESTIMATORS)
     names = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [n for n in names if n not in ESTIMATORS]
     if not names or unknown:
-        raise VaelabError(f"--estimators takes a comma-separated list of {', '.join(ESTIMATORS)}; got {text!r}")
+        raise VaelabError(f"--estimators takes all or a comma-separated list of {', '.join(ESTIMATORS)}; got {text!r}")
     return names
 
 
@@ -86,7 +89,7 @@ def gradient_variance(
     if draws < 2:
         raise VaelabError(f"--draws must be at least 2 to estimate a variance, got {draws}")
     if baseline not in BASELINE_CHOICES:
-        raise VaelabError(f"unknown baseline {baseline!r}; choose {', '.join(BASELINE_CHOICES)}")
+        raise VaelabError(f"unknown --baseline {baseline!r}; choose {', '.join(BASELINE_CHOICES)}")
     latent = model.latent
     categorical = latent.relaxed  # a relaxed discrete family: straight-through and score function apply
     if not categorical and any(e != "reparam" for e in estimators):
