@@ -346,6 +346,39 @@ def test_data_changed_after_training_is_named(tmp_path, data_dir, capsys, monkey
         assert _snapshot(run) == before
 
 
+def test_a_run_trained_on_data_split_another_way_is_named(
+    tiny_frey_run, tiny_run, tmp_path, data_dir, capsys, monkeypatch
+):
+    """frey_face's frames were once split in video order (split version 1): a run saved then, with
+    no split_version in its config.json, refuses today's splits, whose test set holds frames it
+    trained on. A run of an unchanged data set saved then still works."""
+    from vaelab.reproduce.run import other_settings
+    from vaelab.runs import load_run
+
+    monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
+    assert json.loads((tiny_frey_run / "config.json").read_text())["data"]["split_version"] == 2
+    old_frey, old_mnist = _copy(tiny_frey_run, tmp_path / "frey"), _copy(tiny_run, tmp_path / "mnist")
+    for run in (old_frey, old_mnist):
+        cfg = json.loads((run / "config.json").read_text())
+        del cfg["data"]["split_version"]
+        (run / "config.json").write_text(json.dumps(cfg))
+    for command in (
+        ["evaluate", old_frey],
+        ["reconstruct", old_frey],
+        ["train", "--resume", old_frey, "--epochs", "2"],
+    ):
+        before = _snapshot(old_frey)
+        code, _, err = run_cli(capsys, command)
+        assert_one_line(code, err, "split by vaelab's split version 1")
+        assert "(version 2)" in err
+        assert _snapshot(old_frey) == before
+    # vaelab reproduce does not count it as a protocol's run either
+    assert other_settings(old_frey, load_run(tiny_frey_run, "cpu")[0]) == ["data.split_version"]
+    assert other_settings(tiny_frey_run, load_run(tiny_frey_run, "cpu")[0]) == []
+    code, out, _ = run_cli(capsys, ["evaluate", old_mnist, "--json"])
+    assert code == 0 and json.loads(out)["neg_elbo"] > 0
+
+
 # -- the console script, pipes, the explorer, internal errors ---------------------------------
 
 

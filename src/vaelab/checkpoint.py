@@ -127,6 +127,8 @@ def load_config(run_dir: str | Path) -> Config:
         raise VaelabError(f"{path} is damaged ({e}); restore it or retrain the run") from None
     if not isinstance(d, dict) or d.pop("format", None) != FORMAT:
         raise VaelabError(f"{path} is not a {FORMAT} config; was it written by vaelab?")
+    if isinstance(d.get("data"), dict):  # a run saved before splits were versioned: the first way
+        d["data"].setdefault("split_version", 1)
     return Config.from_dict(d, source=str(path)).validate()
 
 

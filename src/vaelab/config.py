@@ -108,6 +108,12 @@ class DataConfig:
         "resize folder:/npy: images to HxW, e.g. 64x64 (default: keep\n"
         "their size, which must then be the same for all)",
     )
+    split_version: int | None = opt(
+        None,
+        help="how the data set dealt its examples into train/valid/test when the run was trained:\n"
+        "recorded by vaelab (DatasetInfo.split_version), not a setting; None before training",
+        ge=1,
+    )
 
     def validate(self) -> None:
         from .data.custom import is_custom, normalize_source, parse_image_size

@@ -25,6 +25,7 @@ class Inputs:
     images: torch.Tensor  # float32 (N, C, H, W)
     labels: torch.Tensor | None
     dynamic: bool  # draw fresh Bernoulli targets per batch from these grey values
+    split_version: int  # how the data set dealt its examples into splits (DatasetInfo.split_version)
 
 
 def eval_split_for(cfg: DataConfig, watch: str = "auto") -> str:
@@ -37,8 +38,16 @@ def eval_split_for(cfg: DataConfig, watch: str = "auto") -> str:
 
 def load_inputs(cfg: DataConfig, split: str, training: bool = False, expect_shape=None) -> Inputs:
     """The images of a split as the model sees them. `expect_shape` (C, H, W), a trained model's
-    input shape, turns data that changed since training into one clear error naming the data."""
+    input shape, and `cfg.split_version`, the way its data set was split when it was trained (None
+    for a run not trained yet), turn data that changed since training into one clear error."""
     s = load_split(cfg.dataset, split, cfg.data_dir, full_train=cfg.full_train, image_size=cfg.image_size)
+    version = s.info.split_version
+    if cfg.split_version is not None and cfg.split_version != version:
+        raise VaelabError(
+            f"this run was trained on {cfg.dataset} as split by vaelab's split version {cfg.split_version}; "
+            f"this vaelab deals its examples into train/valid/test differently (version {version}), so the "
+            f"{split} split is not the one the run was trained and checked against; train a new run"
+        )
     if expect_shape is not None and tuple(s.images.shape[1:]) != tuple(expect_shape):
         got, want = ("x".join(map(str, shape)) for shape in (s.images.shape[1:], expect_shape))
         raise VaelabError(
@@ -46,9 +55,9 @@ def load_inputs(cfg: DataConfig, split: str, training: bool = False, expect_shap
             f"{want}: the data changed after training; restore it, or train a new run on it"
         )
     if s.info.binary or s.info.continuous or cfg.binarize == "none":
-        return Inputs(s.images, s.labels, False)
+        return Inputs(s.images, s.labels, False, version)
     if cfg.binarize == "dynamic" and training:
-        return Inputs(s.images, s.labels, True)
+        return Inputs(s.images, s.labels, True, version)
     # A different stream per split, so valid and test bits are independent draws.
     offset = {"train": 0, "valid": 1, "test": 2}[split]
-    return Inputs(binarize(s.images, "static", cfg.binarize_seed * 3 + offset), s.labels, False)
+    return Inputs(binarize(s.images, "static", cfg.binarize_seed * 3 + offset), s.labels, False, version)

@@ -258,15 +258,16 @@ def training_dir(
 
 # Settings a resumed run may change: none of them changes the mathematics of the run.
 RESUMABLE = {"train.epochs", "train.device", "train.compile", "train.cuda_graphs", "data.data_dir"}
+# Facts training records about its data, not settings: they are checked against the data itself
+# when it is loaded (vaelab.dataprep.load_inputs).
+RECORDED = {"model.input_shape", "data.split_version"}
 
 
 def changed_settings(saved: Config, new: Config) -> list[str]:
     """The settings ("section.name") in which `new` differs from a run's `saved` ones, leaving out
     those a resume may change (RESUMABLE)."""
     old_flat, new_flat = _flatten(saved.to_dict()), _flatten(new.to_dict())
-    return sorted(
-        k for k in old_flat if k not in RESUMABLE and k != "model.input_shape" and old_flat[k] != new_flat.get(k)
-    )
+    return sorted(k for k in old_flat if k not in RESUMABLE | RECORDED and old_flat[k] != new_flat.get(k))
 
 
 def check_resumable(saved: Config, new: Config, run_dir: Path) -> None:

@@ -152,10 +152,13 @@ class Trainer:
         self.saved_epoch: int | None = None  # the epoch of the last checkpoint on disk
 
         shape = cfg.model.input_shape if resume else None  # a resumed run's data must not have changed
+        if not resume:
+            cfg.data.split_version = None  # recorded below, from the data this run trains on
         train = load_inputs(cfg.data, "train", training=True, expect_shape=shape)
         self.eval_split = eval_split_for(cfg.data, cfg.train.watch)
         evals = load_inputs(cfg.data, self.eval_split, expect_shape=shape)
         cfg.model.input_shape = list(train.images.shape[1:])
+        cfg.data.split_version = train.split_version
         self.train_x = train.images.to(self.device)
         self.dynamic = train.dynamic
         # a distributed run evaluates each rank's share of the points and all-reduces the sums

@@ -59,13 +59,16 @@ class DataSource(ABC):
 
     `load` returns images (N, C, H, W), uint8 in 0..255 (0/1 for a `binary` set) or floats in
     [0, 1], and labels (N,) or None. Capabilities: `binary` (pixels are exactly 0 or 1),
-    `continuous` (grey values meant for a continuous decoder, never binarized), `has_labels`."""
+    `continuous` (grey values meant for a continuous decoder, never binarized), `has_labels`.
+    Raise `split_version` when `load` starts dealing the examples into splits differently: runs
+    trained under the old version then refuse the new splits."""
 
     shape: tuple[int, int, int]
     description: str = ""
     binary: bool = False
     continuous: bool = False
     has_labels: bool = False
+    split_version: int = 1
 
     @abstractmethod
     def load(self, split: str, data_dir: Path, full_train: bool): ...
@@ -81,6 +84,7 @@ class DataSource(ABC):
             self.description,
             files=(),
             split_sizes=(0, 0, 0),
+            split_version=self.split_version,
         )
 
 
@@ -165,6 +169,12 @@ for _spec, _reader in (
             },
         )
     )
+
+
+def split_version(name: str) -> int:
+    """How data set `name` deals its examples into splits now (DatasetInfo.split_version),
+    without loading it."""
+    return 1 if is_custom(name) or name not in SOURCES else SOURCES[name]().info().split_version
 
 
 def load_split(

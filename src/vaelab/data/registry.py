@@ -49,6 +49,10 @@ class DatasetInfo:
     description: str
     files: tuple[FileInfo, ...]
     split_sizes: tuple[int, ...]  # (train, valid, test) with full_train=False
+    # Which examples go to train, valid and test: raised whenever a data set starts dealing them
+    # differently. A run records the version it was trained under (config data.split_version)
+    # and refuses data dealt another way, whose test split may hold examples it trained on.
+    split_version: int = 1
 
     def file(self, name: str) -> FileInfo:
         return next(f for f in self.files if f.name == name)
@@ -200,6 +204,7 @@ DATASETS: dict[str, DatasetInfo] = {
                 ),
             ),
             split_sizes=(1565, 200, 200),
+            split_version=2,  # 1: the video's last 200 frames were the test set, 200 before them valid
         ),
     ]
 }

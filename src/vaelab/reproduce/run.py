@@ -405,10 +405,16 @@ def reproduce(
 
 def other_settings(run: Path, cfg) -> list[str]:
     """The settings in which a seed's run differs from `cfg`, the protocol's config for that seed
-    (a run made before the protocol changed, or of another protocol); [] when it has no config yet."""
+    (a run made before the protocol changed, or of another protocol, or on data since split
+    differently); [] when it has no config yet."""
+    from ..data.datasets import split_version
     from ..runs import changed_settings
 
-    return changed_settings(ckpt.load_config(run), cfg) if (run / ckpt.CONFIG).is_file() else []
+    if not (run / ckpt.CONFIG).is_file():
+        return []
+    saved = ckpt.load_config(run)
+    resplit = saved.data.split_version not in (None, split_version(saved.data.dataset))
+    return changed_settings(saved, cfg) + (["data.split_version"] if resplit else [])
 
 
 def _check_own_run(run: Path, cfg, protocol: Protocol) -> None:
