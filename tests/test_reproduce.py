@@ -236,6 +236,23 @@ def test_figures_draw_from_shortened_members(tmp_path, data_dir):
     assert png.shape[1] >= 10 * 20 * 2  # a 10 x 10 grid of 28 x 20 faces, each pixel drawn twice
 
 
+def test_draw_shows_a_figure_as_its_runs_stand_and_runs_nothing(tmp_path, data_dir):
+    """`--draw` draws Figure 4 from a Frey Face run cut short and an MNIST member not begun, and
+    starts nothing; with no member begun, or with a protocol's name, it is one line."""
+    import matplotlib.image as mpimg
+
+    assert_user_error(vaelab("reproduce", "aevb-figure4", "--out", tmp_path, "--draw"), "no member of aevb-figure4")
+    assert_user_error(vaelab("reproduce", FREY, "--out", tmp_path, "--draw"), "is a protocol, not a figure")
+    reproduce(FREY, tmp_path / FREY, epochs=2, data_dir=data_dir, device="cpu", progress=False, log=lambda m: None)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    proc = vaelab("reproduce", "aevb-figure4", "--out", tmp_path, "--draw", data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert set(after) - set(before) == {Path("aevb-figure4.png")}  # nothing run, nothing else written
+    png = mpimg.imread(tmp_path / "aevb-figure4.png")
+    assert png.shape[1] >= 10 * 20 * 2  # the Frey Face panel alone
+
+
 def test_readme_table_is_the_generated_one():
     """The README's reproduction table is `vaelab reproduce --table reproductions/`, never typed."""
     from vaelab.reproduce.table import README_END, README_START, readme_table

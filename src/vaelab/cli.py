@@ -260,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="a shortened protocol for smoke tests: N epochs, and the row is marked incomplete",
     )
+    p.add_argument(
+        "--draw",
+        action="store_true",
+        help="for a figure: run nothing, draw it from its members as far as they have got (unfinished "
+        "panels marked incomplete)",
+    )
     p.add_argument("--list", action="store_true", help="every protocol: paper, row, number, metric, cost")
     p.add_argument(
         "--table",
@@ -588,6 +594,7 @@ def cmd_reproduce(args) -> int:
     run_named(
         args.name,
         out,
+        draw_only=args.draw,
         seeds=args.seeds,
         epochs=args.epochs,
         data_dir=args.data_dir,

@@ -73,14 +73,17 @@ def draw_manifolds(dirs: dict[str, Path], path: Path, *, title: str) -> Path:
     """The learned 2-D manifolds side by side: E[x|z] over z = Phi^-1(u) on an evenly spaced grid
     of the unit square (the AEVB paper's Figure 4: 10 x 10 faces, 20 x 20 digits), one panel per
     member run (seed 0)."""
-    from ..checkpoint import load_model
+    from ..checkpoint import WEIGHTS, load_model
     from ..viz.figures import pixel_figure, place_image, save_figure
     from ..viz.grids import image_grid
     from ..viz.latent import manifold_grid
 
     panels = []
     for member, d in dirs.items():
-        _, model = load_model(seed_dir(d, get_protocol(member).seeds[0]))
+        run = seed_dir(d, get_protocol(member).seeds[0])
+        if not (run / WEIGHTS).is_file():  # not begun (a figure drawn with --draw as runs stand)
+            continue
+        _, model = load_model(run)
         if model.latent.dim != 2:
             raise VaelabError(f"{member} has a {model.latent.dim}-D latent; a manifold needs 2")
         n = 10 if model.input_shape[1:] == (28, 20) else 20

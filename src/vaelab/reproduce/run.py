@@ -468,7 +468,7 @@ def curve(history: list[dict], train_size: int, eval_split: str) -> dict[str, li
 # -- figures ------------------------------------------------------------------------------------
 
 
-def run_figure(name: str, out: str | Path, **kw) -> Path:
+def run_figure(name: str, out: str | Path, *, draw_only: bool = False, **kw) -> Path:
     """Run (or continue) every member of figure `name` into out/<member>, then draw it:
 
         vaelab reproduce aevb-figure2 --out DIR     runs every member into DIR/<member>, then draws
@@ -477,7 +477,8 @@ def run_figure(name: str, out: str | Path, **kw) -> Path:
     Members live side by side in DIR, so two figures drawn from one DIR share the runs they have
     in common (Figure 4's Frey Face run is Figure 2's N_z = 2 panel). A member can also be run on
     its own (`vaelab reproduce MEMBER --out DIR/MEMBER`), two at a time in parallel say; the
-    figure then finds it complete and only draws."""
+    figure then finds it complete and only draws. `draw_only` (`--draw`) runs nothing and draws
+    the members as far as they have got, each unfinished panel marked incomplete."""
     figure = FIGURES[name]
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -486,18 +487,39 @@ def run_figure(name: str, out: str | Path, **kw) -> Path:
     for member in figure.members:
         get_protocol(member)
     log = kw.get("log")
-    for i, member in enumerate(figure.members):
-        if log:
-            log(f"reproduce {name}: member {i + 1} of {len(figure.members)}: {member}")
-        reproduce(member, dirs[member], **kw)
+    if draw_only:
+        _check_drawable(name, dirs)
+    else:
+        for i, member in enumerate(figure.members):
+            if log:
+                log(f"reproduce {name}: member {i + 1} of {len(figure.members)}: {member}")
+            reproduce(member, dirs[member], **kw)
     path = figure.draw(dirs, out / f"{name}.png")
     if log:
         log(f"reproduce {name}: drawn in {path}")
     return path
 
 
-def run_named(name: str, out: str | Path, **kw):
+def _check_drawable(name: str, dirs: dict[str, Path]) -> None:
+    """Before a figure is drawn from runs as they stand: every member folder there is the member's
+    own (made with its protocol's settings), and at least one has begun."""
+    for member, d in dirs.items():
+        if d.is_dir():
+            protocol = get_protocol(member)
+            _claim(d, protocol)
+            for seed in protocol.seeds:
+                _check_own_run(seed_dir(d, seed), protocol.config(seed), protocol)
+    if not any(seed_dir(d, get_protocol(m).seeds[0]).joinpath(ckpt.WEIGHTS).is_file() for m, d in dirs.items()):
+        where = next(iter(dirs.values())).parent
+        raise VaelabError(
+            f"no member of {name} has begun under {where}; run `vaelab reproduce {name} --out {where}` first"
+        )
+
+
+def run_named(name: str, out: str | Path, *, draw_only: bool = False, **kw):
     """Run a protocol, or every member of a figure and then the figure."""
     if name in FIGURES:
-        return run_figure(name, out, **kw)
+        return run_figure(name, out, draw_only=draw_only, **kw)
+    if draw_only:
+        raise VaelabError(f"--draw draws a figure ({', '.join(FIGURES)}); {name} is a protocol, not a figure")
     return reproduce(name, out, **kw)
