@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import VaelabError
 from .protocol import get_protocol
-from .run import read_record, seed_dir
+from .run import read_record, run_curve, seed_dir
 
 # -- Kingma & Welling (2014), Figure 2 ----------------------------------------------------------
 
@@ -25,6 +25,7 @@ def draw_bound_panels(dirs: dict[str, Path], path: Path, *, title: str) -> Path:
     for m in dirs:
         groups.setdefault(get_protocol(m).config(0).data.dataset, []).append(m)
     ncol = max(len(v) for v in groups.values())
+    legend = False  # on the first panel with curves (some may not have run yet: --draw)
     fig = new_figure(3.0 * ncol, 2.7 * len(groups) + 0.4)
     axes = np.atleast_2d(fig.subplots(len(groups), ncol, squeeze=False))
     for row, (dataset, members) in enumerate(groups.items()):
@@ -36,7 +37,7 @@ def draw_bound_panels(dirs: dict[str, Path], path: Path, *, title: str) -> Path:
             member = members[col]
             p = get_protocol(member)
             record = records[member]
-            c = (record or {}).get("curve") or {}
+            c = run_curve(p, dirs[member], p.seeds[0])  # as the run stands, finished or not
             eval_key = next((k for k in c if k.endswith("_neg_elbo") and not k.startswith("train")), None)
             if c and eval_key is not None:
                 ax.plot(c["examples"], [-v for v in c["train_neg_elbo"]], color="C0", lw=1.5, label="AEVB (train)")
@@ -48,6 +49,9 @@ def draw_bound_panels(dirs: dict[str, Path], path: Path, *, title: str) -> Path:
                     ls="--",
                     label=f"AEVB ({eval_key.split('_')[0]})",
                 )
+                if not legend:
+                    ax.legend(fontsize=7, frameon=False)
+                    legend = True
             else:
                 ax.text(0.5, 0.5, "not run yet", ha="center", va="center", transform=ax.transAxes)
             ax.set_xscale("log")
@@ -62,8 +66,6 @@ def draw_bound_panels(dirs: dict[str, Path], path: Path, *, title: str) -> Path:
                 ax.set_ylabel("L (nats per example)", fontsize=8)
             if row == len(groups) - 1:
                 ax.set_xlabel("# training samples evaluated", fontsize=8)
-            if row == 0 and col == 0:
-                ax.legend(fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)

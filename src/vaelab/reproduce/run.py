@@ -255,12 +255,7 @@ def build_record(
     version, commit = _version()
     extra = {}
     if protocol.figure is not None:  # the curve the figure draws, small enough to commit
-        from ..dataprep import eval_split_for
-
-        cfg = protocol.config(seeds[0])
-        run = seed_dir(out, seeds[0])
-        history = ckpt.read_metrics(run) if (run / ckpt.RESUME).is_file() else []
-        extra["curve"] = curve(history, train_size(cfg.data), eval_split_for(cfg.data, cfg.train.watch))
+        extra["curve"] = run_curve(protocol, out, seeds[0])
     return {
         "format": FORMAT,
         "protocol": protocol.name,
@@ -447,6 +442,16 @@ def finite(x: float | None) -> bool:
 # -- curves kept in a record -----------------------------------------------------------------
 
 CURVE_POINTS = 80
+
+
+def run_curve(protocol: Protocol, out: Path, seed: int) -> dict[str, list]:
+    """The curve of one seed's run in `out` as it stands (empty before its first epoch)."""
+    from ..dataprep import eval_split_for
+
+    cfg = protocol.config(seed)
+    run = seed_dir(out, seed)
+    history = ckpt.read_metrics(run) if (run / ckpt.RESUME).is_file() else []
+    return curve(history, train_size(cfg.data), eval_split_for(cfg.data, cfg.train.watch))
 
 
 def curve(history: list[dict], train_size: int, eval_split: str) -> dict[str, list]:
