@@ -17,6 +17,7 @@ import torch
 
 from .config import DataConfig
 from .data import binarize, load_split
+from .data.datasets import split_version
 from .errors import VaelabError
 
 
@@ -36,13 +37,22 @@ def eval_split_for(cfg: DataConfig, watch: str = "auto") -> str:
     return "test" if cfg.full_train else "valid"
 
 
+def split_changed(cfg: DataConfig, now: int | None = None) -> bool:
+    """Whether a trained run's data settings record another split version than the one its data
+    set is dealt by now (`now`, DatasetInfo.split_version, else looked up without loading the
+    data). False for a run not trained yet."""
+    if cfg.split_version is None:
+        return False
+    return cfg.split_version != (split_version(cfg.dataset) if now is None else now)
+
+
 def load_inputs(cfg: DataConfig, split: str, training: bool = False, expect_shape=None) -> Inputs:
     """The images of a split as the model sees them. `expect_shape` (C, H, W), a trained model's
     input shape, and `cfg.split_version`, the way its data set was split when it was trained (None
     for a run not trained yet), turn data that changed since training into one clear error."""
     s = load_split(cfg.dataset, split, cfg.data_dir, full_train=cfg.full_train, image_size=cfg.image_size)
     version = s.info.split_version
-    if cfg.split_version is not None and cfg.split_version != version:
+    if split_changed(cfg, version):
         raise VaelabError(
             f"this run was trained on {cfg.dataset} as split by vaelab's split version {cfg.split_version}; "
             f"this vaelab deals its examples into train/valid/test differently (version {version}), so the "

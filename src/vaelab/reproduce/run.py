@@ -402,14 +402,13 @@ def other_settings(run: Path, cfg) -> list[str]:
     """The settings in which a seed's run differs from `cfg`, the protocol's config for that seed
     (a run made before the protocol changed, or of another protocol, or on data since split
     differently); [] when it has no config yet."""
-    from ..data.datasets import split_version
+    from ..dataprep import split_changed
     from ..runs import changed_settings
 
     if not (run / ckpt.CONFIG).is_file():
         return []
     saved = ckpt.load_config(run)
-    resplit = saved.data.split_version not in (None, split_version(saved.data.dataset))
-    return changed_settings(saved, cfg) + (["data.split_version"] if resplit else [])
+    return changed_settings(saved, cfg) + (["data.split_version"] if split_changed(saved.data) else [])
 
 
 def _check_own_run(run: Path, cfg, protocol: Protocol) -> None:
