@@ -12,6 +12,7 @@ Your own parts, without editing vaelab (see examples/ and vaelab.parts):
     @vaelab.register_likelihood("poisson")  class Poisson(vaelab.parts.Likelihood): ...
     @vaelab.register_objective("mine")      def mine(model, x, ctx): ...
     @vaelab.register_dataset("faces")       class Faces(vaelab.data.DataSource): ...
+    @vaelab.register_optimizer("mine")      def mine(params, train_settings, device): ...
 
 Names are looked up on first use (PEP 562), so `import vaelab` and `vaelab --help` do not
 import torch.
@@ -47,6 +48,7 @@ _EXPORTS = {
     "register_objective": "registry",
     "register_estimator": "registry",
     "register_dataset": "registry",
+    "register_optimizer": "registry",
     "register_kl": "parts",
 }
 _MODULES = (
@@ -87,6 +89,7 @@ __all__ = [
     "register_likelihood",
     "register_network",
     "register_objective",
+    "register_optimizer",
     "register_prior",
     "report",
     "reproduce",
@@ -107,6 +110,7 @@ if TYPE_CHECKING:
         register_likelihood,
         register_network,
         register_objective,
+        register_optimizer,
         register_prior,
     )
 

@@ -184,3 +184,6 @@ register_latent = POSTERIORS.register
 register_prior = PRIORS.register
 register_likelihood = LIKELIHOODS.register
 register_dataset = DATASETS.register
+# an optimizer is a function (params, train settings, device) -> torch.optim.Optimizer; the train
+# settings carry --lr, --weight-decay and the rest (vaelab.config.TrainConfig)
+register_optimizer = OPTIMIZERS.register
