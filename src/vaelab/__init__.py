@@ -13,6 +13,8 @@ Your own parts, without editing vaelab (see examples/ and vaelab.parts):
     @vaelab.register_objective("mine")      def mine(model, x, ctx): ...
     @vaelab.register_dataset("faces")       class Faces(vaelab.data.DataSource): ...
     @vaelab.register_optimizer("mine")      def mine(params, train_settings, device): ...
+    @vaelab.register_init("mine")           def mine(network): ...  (sets its weights in place)
+    @vaelab.register_activation("swish")    class Swish(torch.nn.Module): ...
 
 Names are looked up on first use (PEP 562), so `import vaelab` and `vaelab --help` do not
 import torch.
@@ -49,6 +51,8 @@ _EXPORTS = {
     "register_estimator": "registry",
     "register_dataset": "registry",
     "register_optimizer": "registry",
+    "register_init": "registry",
+    "register_activation": "registry",
     "register_kl": "parts",
 }
 _MODULES = (
@@ -82,8 +86,10 @@ __all__ = [
     "load",
     "plot",
     "reconstruct",
+    "register_activation",
     "register_dataset",
     "register_estimator",
+    "register_init",
     "register_kl",
     "register_latent",
     "register_likelihood",
@@ -104,8 +110,10 @@ if TYPE_CHECKING:
     from .model import VAE
     from .parts import register_kl
     from .registry import (
+        register_activation,
         register_dataset,
         register_estimator,
+        register_init,
         register_latent,
         register_likelihood,
         register_network,

@@ -14,10 +14,11 @@ import torch
 from torch import nn
 
 from .parts import NetworkFamily
-from .registry import ACTIVATIONS, INITS, register_network
+from .registry import ACTIVATIONS, INITS, register_init, register_network
 
 ACTIVATIONS.add("tanh", nn.Tanh)
 ACTIVATIONS.add("relu", nn.ReLU)
+INITS.add("torch", lambda net: None)  # keeps PyTorch's default
 
 
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
@@ -30,6 +31,7 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@register_init("glorot")
 def init_glorot(net: nn.Module) -> None:
     """Glorot & Bengio (2010) uniform weights, U(+-sqrt(6 / (fan_in + fan_out))), zero biases: the
     initialisation of the IWAE paper (section 5)."""
@@ -40,6 +42,7 @@ def init_glorot(net: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+@register_init("normal")
 def init_normal(net: nn.Module, std: float = 0.01) -> None:
     """Every weight and bias from N(0, std^2): the AEVB paper's "random sampling from N(0, 0.01)"
     (section 5), with 0.01 the standard deviation as in Kingma's code of the time."""
@@ -47,12 +50,6 @@ def init_normal(net: nn.Module, std: float = 0.01) -> None:
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             for p in m.parameters(recurse=False):
                 nn.init.normal_(p, 0.0, std)
-
-
-# name -> function(network) that re-initialises it in place ("torch" keeps PyTorch's default)
-INITS.add("torch", lambda net: None)
-INITS.add("glorot", init_glorot)
-INITS.add("normal", init_normal)
 
 
 class MLPEncoder(nn.Module):

@@ -1,5 +1,6 @@
 """Users' own parts: modules imported by `--plugin MODULE_OR_FILE.py` that register networks,
-latent families, priors, likelihoods, objectives or data sets with vaelab's decorators.
+latent families, priors, likelihoods, objectives, estimators, optimizers, initialisations,
+activations or data sets with vaelab's decorators (vaelab.register_*).
 
 A run records its plugins in config.json, and every later command on it (evaluate, sample, plot,
 report, explore, --resume) imports them again before reading the rest of the config, so the

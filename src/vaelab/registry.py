@@ -187,3 +187,8 @@ register_dataset = DATASETS.register
 # an optimizer is a function (params, train settings, device) -> torch.optim.Optimizer; the train
 # settings carry --lr, --weight-decay and the rest (vaelab.config.TrainConfig)
 register_optimizer = OPTIMIZERS.register
+# an initialisation is a function (network) -> None that sets the weights of an encoder or decoder
+# in place; --init NAME applies it to both
+register_init = INITS.register
+# an activation is a torch.nn.Module class (or any function of no arguments returning a module)
+register_activation = ACTIVATIONS.register
