@@ -496,7 +496,9 @@ def _check(value: Any, f: dataclasses.Field, where: str) -> None:
         raise VaelabError(f"{where} must be {m['length']} values, got {len(value)} ({value})")
     choices = choices_of(f)
     if choices is not None and value not in choices:
-        raise VaelabError(f"{where}: unknown choice {value!r}; choose one of {', '.join(choices)}")
+        # a registry's choices (a function, read when asked) grow with the user's own parts
+        own = " (or register your own in a --plugin module)" if callable(m.get("choices")) else ""
+        raise VaelabError(f"{where}: unknown choice {value!r}; choose one of {', '.join(choices)}{own}")
     for v in value if isinstance(value, list) else [value]:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
