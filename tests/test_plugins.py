@@ -8,6 +8,8 @@ import json
 import math
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,6 +169,17 @@ def test_a_broken_plugin_is_one_line_naming_it(tmp_path, data_dir):
     assert_user_error(
         vaelab_cli("train", "--plugin", twice, *SMALL, "--out", tmp_path / "r", data_dir=data_dir), "registered twice"
     )
+    wrong_kind = tmp_path / "wrong_kind.py"
+    wrong_kind.write_text("import torch\nimport vaelab\n\nvaelab.register_activation('t')(torch.tanh)\n")
+    assert_user_error(
+        vaelab_cli("train", "--plugin", wrong_kind, *SMALL, "--out", tmp_path / "r", data_dir=data_dir),
+        f"plugin {wrong_kind} failed while importing at {wrong_kind}:4",
+        "activation 't' must be a subclass of torch.nn",
+    )
+    # the same through the API in a fresh process, where nothing has imported vaelab's parts yet
+    api = f"import vaelab\nvaelab.build_config(plugins=[{str(wrong_kind)!r}])"
+    proc = subprocess.run([sys.executable, "-c", api], capture_output=True, text=True, timeout=300)
+    assert "VaelabError" in proc.stderr and "must be a subclass of torch.nn" in proc.stderr, proc.stderr
     assert_user_error(
         vaelab_cli("train", "--plugin", "no_such_module_xyz", *SMALL, "--out", tmp_path / "r"), "no_such_module_xyz"
     )

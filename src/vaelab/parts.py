@@ -248,6 +248,7 @@ registry.NETWORKS.base = NetworkFamily
 registry.POSTERIORS.base = PosteriorFamily
 registry.PRIORS.base = Prior
 registry.LIKELIHOODS.base = Likelihood
+registry.ACTIVATIONS.base = nn.Module  # built with no arguments: ACTIVATIONS[name]()
 
 __all__ = [
     "LatentView",

@@ -18,9 +18,11 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from . import registry
 from .errors import VaelabError
 
 _loaded: dict[str, ModuleType] = {}
+_VAELAB = Path(__file__).resolve().parent
 
 
 def is_file(spec: str) -> bool:
@@ -40,7 +42,11 @@ def normalize(spec: str) -> str:
 
 
 def load(specs: list[str] | tuple[str, ...]) -> list[str]:
-    """Import each plugin once (file path or module name); returns the normalized specs."""
+    """Import each plugin once (file path or module name); returns the normalized specs. vaelab's
+    own parts come first, so a plugin's registrations are checked against them and their
+    interfaces."""
+    if specs:
+        registry.load_builtins()
     out = []
     for spec in specs:
         spec = normalize(spec)
@@ -86,5 +92,7 @@ def _import(spec: str) -> ModuleType:
 
 def _failure(spec: str, e: Exception) -> VaelabError:
     frames = [f for f in traceback.extract_tb(e.__traceback__) if "importlib" not in f.filename]
-    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    # the plugin's own line, not the vaelab check it failed (a registration of the wrong kind)
+    theirs = [f for f in frames if not Path(f.filename).is_relative_to(_VAELAB)] or frames
+    where = f" at {theirs[-1].filename}:{theirs[-1].lineno}" if theirs else ""
     return VaelabError(f"plugin {spec} failed while importing{where}: {type(e).__name__}: {e}")

@@ -190,5 +190,5 @@ register_optimizer = OPTIMIZERS.register
 # an initialisation is a function (network) -> None that sets the weights of an encoder or decoder
 # in place; --init NAME applies it to both
 register_init = INITS.register
-# an activation is a torch.nn.Module class (or any function of no arguments returning a module)
+# an activation is a torch.nn.Module class, built with no arguments
 register_activation = ACTIVATIONS.register
