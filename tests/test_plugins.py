@@ -154,29 +154,21 @@ def test_a_plugin_run_through_the_command_line(plugin, tmp_path, data_dir):
 
 
 def test_a_broken_plugin_is_one_line_naming_it(tmp_path, data_dir):
-    broken = tmp_path / "broken.py"
+    broken, twice, wrong_kind = (tmp_path / f"{name}.py" for name in ("broken", "twice", "wrong_kind"))
     broken.write_text("import vaelab\n\nx = 1 / 0\n")
-    assert_user_error(
-        vaelab_cli("train", "--plugin", broken, *SMALL, "--out", tmp_path / "r", data_dir=data_dir),
-        f"plugin {broken} failed while importing at {broken}:3",
-        "ZeroDivisionError",
-    )
-    twice = tmp_path / "twice.py"
     twice.write_text(
         "import vaelab\nfrom vaelab.networks import MLP\n\n"
         "@vaelab.register_network('mlp')\nclass Mine(MLP):\n    pass\n"
     )
-    assert_user_error(
-        vaelab_cli("train", "--plugin", twice, *SMALL, "--out", tmp_path / "r", data_dir=data_dir), "registered twice"
-    )
-    wrong_kind = tmp_path / "wrong_kind.py"
     wrong_kind.write_text("import torch\nimport vaelab\n\nvaelab.register_activation('t')(torch.tanh)\n")
-    assert_user_error(
-        vaelab_cli("train", "--plugin", wrong_kind, *SMALL, "--out", tmp_path / "r", data_dir=data_dir),
-        f"plugin {wrong_kind} failed while importing at {wrong_kind}:4",
-        "activation 't' must be a subclass of torch.nn",
-    )
-    # the same through the API in a fresh process, where nothing has imported vaelab's parts yet
+    for plugin, fragments in (
+        (broken, [f"plugin {broken} failed while importing at {broken}:3", "ZeroDivisionError"]),
+        (twice, ["registered twice"]),
+        (wrong_kind, [f"at {wrong_kind}:4", "activation 't' must be a subclass of torch.nn"]),
+    ):
+        proc = vaelab_cli("train", "--plugin", plugin, *SMALL, "--out", tmp_path / "r", data_dir=data_dir)
+        assert_user_error(proc, *fragments)
+    # the wrong kind through the API too, in a fresh process where nothing has imported vaelab's parts yet
     api = f"import vaelab\nvaelab.build_config(plugins=[{str(wrong_kind)!r}])"
     proc = subprocess.run([sys.executable, "-c", api], capture_output=True, text=True, timeout=300)
     assert "VaelabError" in proc.stderr and "must be a subclass of torch.nn" in proc.stderr, proc.stderr
