@@ -497,7 +497,9 @@ def _check(value: Any, f: dataclasses.Field, where: str) -> None:
     choices = choices_of(f)
     if choices is not None and value not in choices:
         # a registry's choices (a function, read when asked) grow with the user's own parts
-        own = " (or register your own in a --plugin module)" if callable(m.get("choices")) else ""
+        from .registry import REGISTER_YOUR_OWN
+
+        own = f" {REGISTER_YOUR_OWN}" if callable(m.get("choices")) else ""
         raise VaelabError(f"{where}: unknown choice {value!r}; choose one of {', '.join(choices)}{own}")
     for v in value if isinstance(value, list) else [value]:
         if not isinstance(v, (int, float)) or isinstance(v, bool):

@@ -34,6 +34,8 @@ BUILTIN_MODULES = (
     "vaelab.data.datasets",
 )
 _loaded = False
+# said after a registry's choices wherever an unknown name is reported
+REGISTER_YOUR_OWN = "(or register your own in a --plugin module)"
 
 
 def load_builtins() -> None:
@@ -90,7 +92,7 @@ class Registry(Generic[T]):
         except KeyError:
             raise VaelabError(
                 f"unknown {self.what} {name!r}{f' ({self.flag})' if self.flag else ''}; choose one of "
-                f"{', '.join(self.names())} (or register your own in a --plugin module)"
+                f"{', '.join(self.names())} {REGISTER_YOUR_OWN}"
             ) from None
 
     def __contains__(self, name: object) -> bool:
