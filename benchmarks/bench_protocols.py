@@ -2,11 +2,12 @@
 
 Runs the protocol's real training step (its preset, seed 0) for a number of steps after a warm-up
 and extrapolates to one epoch (training steps only; the per-epoch evaluation adds a few percent).
-With --compare-compile, eager and --compile are timed alternately in one process, so a busy
-machine slows both alike.
+With several --modes (eager, compile, cuda-graphs), they are timed alternately in one process, so
+a busy machine slows all alike. On a GPU the clock reads after a synchronize.
 
     VAELAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_protocols.py
-    ... bench_protocols.py iwae-vae-1layer --steps 600 --compare-compile
+    ... bench_protocols.py iwae-vae-1layer --steps 600 --modes eager,compile
+    ... bench_protocols.py aevb-fig2-mnist-nz20 --device cuda --modes eager,cuda-graphs --steps 2000
 """
 
 from __future__ import annotations
@@ -22,16 +23,20 @@ import torch
 from vaelab.reproduce import all_protocols, get_protocol
 from vaelab.training import Trainer
 
+MODES = ("eager", "compile", "cuda-graphs")
 
-def time_steps(name: str, steps: int, warmup: int, compile_: bool, data_dir: str | None) -> tuple[float, int]:
+
+def time_steps(name: str, steps: int, warmup: int, mode: str, device: str, data_dir: str | None) -> tuple[float, int]:
     """(seconds per step, steps per epoch) of the protocol's training loop."""
     p = get_protocol(name)
-    cfg = p.config(p.seeds[0], data_dir=data_dir, device="cpu")
-    cfg.train.compile = compile_
+    cfg = p.config(p.seeds[0], data_dir=data_dir, device=device, cuda_graphs=mode == "cuda-graphs")
+    cfg.train.compile = mode == "compile"
     trainer = Trainer(cfg, tempfile.mkdtemp(), progress=False, log=lambda msg: None)
     marks: dict[str, float] = {}
 
     def hook(t):
+        if t.step in (warmup, warmup + steps) and t.device.type == "cuda":
+            torch.cuda.synchronize(t.device)
         if t.step == warmup:
             marks["start"] = time.perf_counter()
         if t.step == warmup + steps:
@@ -54,22 +59,26 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--compare-compile", action="store_true")
+    ap.add_argument("--modes", default="eager", help=f"comma-separated, timed alternately: {', '.join(MODES)}")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
     names = args.names or list({p.config(0).to_dict().__repr__(): p.name for p in all_protocols()}.values())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    modes = args.modes.split(",")
+    if not set(modes) <= set(MODES):
+        ap.error(f"--modes takes {', '.join(MODES)}")
+    where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{torch.get_num_threads()} thread(s)"
+    print(f"torch {torch.__version__}, {where}")
     for name in names:
-        modes = [False, True] if args.compare_compile else [False]
-        times: dict[bool, list[float]] = {m: [] for m in modes}
+        times: dict[str, list[float]] = {m: [] for m in modes}
         for _ in range(args.repeats):
-            for mode in modes:  # alternate, so load on the machine hits both alike
-                sec, per_epoch = time_steps(name, args.steps, args.warmup, mode, args.data_dir)
+            for mode in modes:  # alternate, so load on the machine hits all alike
+                sec, per_epoch = time_steps(name, args.steps, args.warmup, mode, args.device, args.data_dir)
                 times[mode].append(sec)
         for mode in modes:
             best, med = min(times[mode]), statistics.median(times[mode])
             print(
-                f"{name:28s} {'compile' if mode else 'eager  '}  {med * 1e3:7.2f} ms/step (best {best * 1e3:.2f})"
+                f"{name:28s} {mode:11s}  {med * 1e3:7.3f} ms/step (best {best * 1e3:.3f})"
                 f"  {per_epoch} steps/epoch  {med * per_epoch:8.2f} s/epoch"
             )
 

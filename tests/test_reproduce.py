@@ -149,6 +149,24 @@ def test_seeds_give_mean_sd_and_every_value(tmp_path, data_dir):
     assert "2 seeds" in markdown_table([record])
 
 
+def test_a_row_continued_on_another_machine_names_both(tmp_path, data_dir, monkeypatch):
+    """A row begun on a GPU and finished on a CPU says so: its wall time is the two machines' sum."""
+    import vaelab.reproduce.run as rr
+
+    out, kw = tmp_path / "r", dict(data_dir=data_dir, device="cpu", progress=False, log=lambda msg: None)
+    monkeypatch.setattr(rr, "_machine", lambda: "GPU box")
+    assert reproduce(FREY, out, epochs=2, **kw)["machines"] == ["GPU box"]
+    monkeypatch.setattr(rr, "_machine", lambda: "CPU box")
+    assert reproduce(FREY, out, epochs=2, **kw)["machines"] == ["GPU box"]  # nothing computed here
+    # a record written before `machines` existed names its one machine in `machine`
+    old = read_record(out)
+    del old["machines"]
+    (out / "reproduction.json").write_text(json.dumps(old))
+    record = reproduce(FREY, out, epochs=3, **kw)  # one more epoch, here
+    assert record["machines"] == ["GPU box", "CPU box"] and record["machine"] == "GPU box + CPU box"
+    assert "GPU box + CPU box" in markdown_table([record])
+
+
 @pytest.fixture
 def tiny_protocol():
     """A protocol registered from outside vaelab: a small MNIST model whose row is an nll."""
@@ -191,6 +209,9 @@ def test_user_errors_are_one_line(tmp_path, data_dir):
     assert_user_error(vaelab("reproduce", FREY, "--seeds", "0,x"), "seeds")
     assert_user_error(vaelab("reproduce", FREY, "--seeds", "1,1", "--out", tmp_path / "s"), "twice")
     assert_user_error(vaelab("reproduce", FREY, "--epochs", "0", "--out", tmp_path / "e"), "--epochs")
+    graphs = vaelab("reproduce", FREY, "--cuda-graphs", "--device", "cpu", "--out", tmp_path / "g", data_dir=data_dir)
+    assert_user_error(graphs, "needs one CUDA GPU")
+    assert not (tmp_path / "g").exists()  # refused before the folder is made
     a_file = tmp_path / "file"
     a_file.write_text("x")
     assert_user_error(vaelab("reproduce", FREY, "--out", a_file), "is a file")

@@ -274,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the Markdown table of the reproduction.json files under these directories",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute (default: auto)")
+    graphs = next(f for section, f in cli_fields() if section == "train" and f.name == "cuda_graphs")
+    p.add_argument("--cuda-graphs", action="store_true", help=_field_help(graphs) + " (may differ between resumes)")
     p.add_argument("--data-dir", default=None, help="data directory (default: $VAELAB_DATA_DIR, else ~/.cache/vaelab)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -599,6 +601,7 @@ def cmd_reproduce(args) -> int:
         epochs=args.epochs,
         data_dir=args.data_dir,
         device=args.device,
+        cuda_graphs=args.cuda_graphs,
         progress=not args.no_progress,
         log=_log,
     )

@@ -130,6 +130,15 @@ class _CompiledOrEager:
         return out
 
 
+def check_cuda_graphs(cuda_graphs: bool, device: torch.device, distributed: bool = False) -> None:
+    """CUDA graphs are recorded on one GPU: a one-line error elsewhere."""
+    if cuda_graphs and (device.type != "cuda" or distributed):
+        raise VaelabError(
+            "--cuda-graphs needs one CUDA GPU and no torchrun; leave it off here "
+            "(--compile is its CPU and multi-process counterpart)"
+        )
+
+
 def _epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
     """The order of examples in an epoch: a function of (seed, epoch) alone, so every rank of a
     distributed run agrees on it and a resumed run recomputes it."""
@@ -187,11 +196,7 @@ class Trainer:
         step_fn: torch.nn.Module = _Objective(self.model, OBJECTIVES[cfg.train.objective], self.ctx)
         if self.dist.enabled:
             step_fn = torch.nn.parallel.DistributedDataParallel(step_fn)
-        if cfg.train.cuda_graphs and (self.device.type != "cuda" or self.dist.enabled):
-            raise VaelabError(
-                "--cuda-graphs needs one CUDA GPU and no torchrun; leave it off here "
-                "(--compile is its CPU and multi-process counterpart)"
-            )
+        check_cuda_graphs(cfg.train.cuda_graphs, self.device, self.dist.enabled)
         compiled = cfg.train.compile or cfg.train.cuda_graphs
         self.step_fn = _CompiledOrEager(step_fn, self.log, cfg.train.cuda_graphs) if compiled else step_fn
         # Mixed precision: autocast runs the networks in bf16/fp16 (the model returns float32

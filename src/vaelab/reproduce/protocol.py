@@ -102,10 +102,18 @@ class Protocol:
     paper_also: dict[str, float] = field(default_factory=dict)  # the paper's values of `also` metrics, by key
 
     def config(
-        self, seed: int, *, epochs: int | None = None, data_dir: str | None = None, device: str = "auto"
+        self,
+        seed: int,
+        *,
+        epochs: int | None = None,
+        data_dir: str | None = None,
+        device: str = "auto",
+        cuda_graphs: bool = False,
     ) -> Config:
+        """The config of one seed's run. `device` and `cuda_graphs` say how to compute, not what:
+        a run may change them when it resumes (runs.RESUMABLE)."""
         over = {section: dict(values) for section, values in self.overrides.items()}
-        over.setdefault("train", {}).update(seed=seed, device=device)
+        over.setdefault("train", {}).update(seed=seed, device=device, cuda_graphs=cuda_graphs)
         if epochs is not None:
             over["train"]["epochs"] = epochs
         if data_dir is not None:

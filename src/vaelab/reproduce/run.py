@@ -104,6 +104,16 @@ def _machine() -> str:
     return f"CPU {cpu} ({os.cpu_count()} cores), {threads} thread{'s' * (threads != 1)}, torch {torch.__version__}"
 
 
+def _machines(record: dict | None) -> list[str]:
+    """The machines a record says its row ran on (older records name one, in `machine`)."""
+    if record is None:
+        return []
+    machines = record.get("machines")
+    if isinstance(machines, list) and all(isinstance(m, str) for m in machines):
+        return list(machines)
+    return [record["machine"]] if isinstance(record.get("machine"), str) else []
+
+
 def _version() -> tuple[str, str | None]:
     """The package version and, when it runs from a git checkout, the commit."""
     from importlib.metadata import PackageNotFoundError, version
@@ -167,10 +177,17 @@ def _weights_step(run: Path) -> int:
 
 
 def evaluate_seed(
-    protocol: Protocol, run: Path, *, data_dir: str | None, device: str, log: Callable[[str], None]
+    protocol: Protocol,
+    run: Path,
+    *,
+    data_dir: str | None,
+    device: str,
+    log: Callable[[str], None],
+    on_compute: Callable[[], None] = lambda: None,
 ) -> dict[str, dict]:
     """Every metric of the protocol on this seed's final weights: {metric key: {value, stderr,
-    seconds}}; cached in RUN/reproduction_eval.json for the weights' training step."""
+    seconds}}; cached in RUN/reproduction_eval.json for the weights' training step. `on_compute`
+    is called before anything is computed (not when every metric is cached)."""
     from ..evaluation import evaluate_run as evaluate
 
     path = run / EVAL_CACHE
@@ -195,6 +212,7 @@ def evaluate_seed(
             + (f" (importance sampling, k = {k})" if k else "")
             + (" (relaxed)" if relaxed else "")
         )
+        on_compute()
         start = time.perf_counter()
         result = evaluate(
             run, split, iw_samples=k, device=device, data_dir=data_dir, relaxed=relaxed, progress=sys.stderr.isatty()
@@ -225,9 +243,15 @@ def _summary(values: list[float]) -> dict[str, Any]:
 
 
 def build_record(
-    protocol: Protocol, out: Path, seeds: tuple[int, ...], command: str, evaluations: dict[int, dict[str, dict]]
+    protocol: Protocol,
+    out: Path,
+    seeds: tuple[int, ...],
+    command: str,
+    evaluations: dict[int, dict[str, dict]],
+    machines: list[str],
 ) -> dict[str, Any]:
-    """The row of reproduction.json from what is on disk now."""
+    """The row of reproduction.json from what is on disk now; `machines`, each machine that has
+    trained or evaluated it, in order (a row begun on a GPU may be finished on a CPU)."""
     per_seed = []
     wall = 0.0
     for seed in seeds:
@@ -274,7 +298,8 @@ def build_record(
         "epochs_total": protocol.epochs,
         "per_seed": per_seed,
         "wall_seconds": round(wall, 1),
-        "machine": _machine(),
+        "machine": " + ".join(machines),
+        "machines": machines,
         "vaelab_version": version,
         "vaelab_commit": commit,
         "command": command,
@@ -346,12 +371,15 @@ def reproduce(
     epochs: int | None = None,
     data_dir: str | None = None,
     device: str = "auto",
+    cuda_graphs: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run protocol `name` into `out` to its end (or `epochs`, marked incomplete), evaluate each
     seed as the paper did, and write out/reproduction.json; returns the record. Re-running
     continues where it stopped."""
+    from ..distributed import resolve_device
+    from ..training import check_cuda_graphs
     from ..training import train_run as train
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -364,7 +392,11 @@ def reproduce(
         raise VaelabError(f"--seeds lists a seed twice: {','.join(map(str, seeds))}")
     command = command_line(name, out, seeds if seeds != protocol.seeds else None, epochs)
     target = epochs or protocol.epochs
-    configs = {seed: protocol.config(seed, epochs=target, data_dir=data_dir, device=device) for seed in seeds}
+    configs = {
+        seed: protocol.config(seed, epochs=target, data_dir=data_dir, device=device, cuda_graphs=cuda_graphs)
+        for seed in seeds
+    }
+    check_cuda_graphs(cuda_graphs, resolve_device(device))  # before the folder is made
     _claim(out, protocol)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -374,8 +406,17 @@ def reproduce(
         for seed in seeds:  # before any work: a run made with other settings must not become this row
             _check_own_run(seed_dir(out, seed), configs[seed], protocol)
         evaluations: dict[int, dict[str, dict]] = {}
-        if read_record(out) is None:  # from the first moment the folder says whose it is
-            write_record(out, build_record(protocol, out, seeds, command, evaluations))
+        earlier = read_record(out)
+        machines = _machines(earlier)
+        here = _machine()
+
+        def working_here() -> None:
+            if here not in machines:
+                machines.append(here)
+
+        if earlier is None:  # from the first moment the folder says whose it is (and where it runs)
+            working_here()
+            write_record(out, build_record(protocol, out, seeds, command, evaluations, machines))
         cost = protocol.cpu_seconds_per_epoch
         for i, seed in enumerate(seeds):
             run = seed_dir(out, seed)
@@ -388,11 +429,14 @@ def reproduce(
                 + (" (continuing)" if 0 < done < target else "")
             )
             if done < target and not stopped_early(run):
+                working_here()
                 resume = (run / ckpt.RESUME).is_file()
                 train(configs[seed], run, resume=resume, progress=progress, log=log, on_epoch=[hook])
-            evaluations[seed] = evaluate_seed(protocol, run, data_dir=data_dir, device=device, log=log)
-            write_record(out, build_record(protocol, out, seeds, command, evaluations))
-        record = build_record(protocol, out, seeds, command, evaluations)
+            evaluations[seed] = evaluate_seed(
+                protocol, run, data_dir=data_dir, device=device, log=log, on_compute=working_here
+            )
+            write_record(out, build_record(protocol, out, seeds, command, evaluations, machines))
+        record = build_record(protocol, out, seeds, command, evaluations, machines)
         write_record(out, record)
     log(summary_line(record))
     return record
