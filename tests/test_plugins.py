@@ -253,6 +253,42 @@ def test_an_initialisation_and_an_activation_of_your_own(tmp_path, data_dir):
     assert (saved["activation"], saved["init"]) == ("square", "constant")
 
 
+SCHEDULES = """
+import math
+
+import vaelab
+
+
+@vaelab.register_lr_schedule("halve", describe=lambda epoch: f"halved {epoch} times")
+def halve(base_lr, epoch):
+    return base_lr / 2**epoch
+
+
+@vaelab.register_lr_schedule("nan")
+def nan(base_lr, epoch):
+    return math.nan
+"""
+
+
+def test_a_learning_rate_schedule_of_your_own(tmp_path, data_dir):
+    """register_lr_schedule: each epoch's rate is the plugin's function of the epoch, after a
+    resume too, with its note in the log; a schedule that gives no usable rate is one line."""
+    plugin = tmp_path / "schedules.py"
+    plugin.write_text(SCHEDULES)
+    run = tmp_path / "run"
+    args = ["--plugin", plugin, "--lr", "0.008", *SMALL]
+    proc = vaelab_cli("train", *args, "--lr-schedule", "halve", "--epochs", "2", "--out", run, data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "halved 1 times" in proc.stderr
+    proc = vaelab_cli("train", "--resume", run, "--epochs", "3", data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    lrs = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lrs == [0.008, 0.004, 0.002]
+    proc = vaelab_cli("train", *args, "--lr-schedule", "nan", "--out", tmp_path / "nan", data_dir=data_dir)
+    assert_user_error(proc, "learning-rate schedule 'nan' gave nan for epoch 0")
+    assert not (tmp_path / "nan").exists()
+
+
 @pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.py")), ids=lambda p: p.name)
 def test_examples_run_as_their_docstrings_say(example, tmp_path, data_dir):
     """Each example's `$ ` command, shortened (Frey Face, one epoch) and into a temporary run."""

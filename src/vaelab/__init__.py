@@ -15,6 +15,7 @@ Your own parts, without editing vaelab (see examples/ and vaelab.parts):
     @vaelab.register_optimizer("mine")      def mine(params, train_settings, device): ...
     @vaelab.register_init("mine")           def mine(network): ...  (sets its weights in place)
     @vaelab.register_activation("swish")    class Swish(torch.nn.Module): ...
+    @vaelab.register_lr_schedule("halve")   def halve(base_lr, epoch): return base_lr / 2**epoch
 
 Names are looked up on first use (PEP 562), so `import vaelab` and `vaelab --help` do not
 import torch.
@@ -53,6 +54,7 @@ _EXPORTS = {
     "register_optimizer": "registry",
     "register_init": "registry",
     "register_activation": "registry",
+    "register_lr_schedule": "registry",
     "register_kl": "parts",
 }
 _MODULES = (
@@ -93,6 +95,7 @@ __all__ = [
     "register_kl",
     "register_latent",
     "register_likelihood",
+    "register_lr_schedule",
     "register_network",
     "register_objective",
     "register_optimizer",
@@ -116,6 +119,7 @@ if TYPE_CHECKING:
         register_init,
         register_latent,
         register_likelihood,
+        register_lr_schedule,
         register_network,
         register_objective,
         register_optimizer,

@@ -181,6 +181,35 @@ def register_estimator(
     return add
 
 
+class LRSchedule:
+    """A learning-rate schedule `fn(base_lr, epoch) -> lr` for the 0-based epoch, a function of
+    the epoch alone so a resumed run recomputes it and continues exactly, and `describe(epoch)`,
+    a note on where the epoch is for the training log ("" for none)."""
+
+    def __init__(self, fn: Callable[[float, int], float], describe: Callable[[int], str]):
+        self.fn, self.describe = fn, describe
+        self.__name__ = getattr(fn, "__name__", "lr_schedule")
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, base_lr: float, epoch: int) -> float:
+        return self.fn(base_lr, epoch)
+
+
+def register_lr_schedule(
+    name: str, *, describe: Callable[[int], str] | None = None
+) -> Callable[[Callable[[float, int], float]], Callable[[float, int], float]]:
+    """Decorator for a learning-rate schedule `fn(base_lr, epoch) -> lr` (--lr-schedule NAME);
+    `describe(epoch)`, optional, adds a note to each epoch's log line."""
+
+    def add(fn: Callable[[float, int], float]) -> Callable[[float, int], float]:
+        if not callable(fn):
+            raise TypeError(f"learning-rate schedule {name!r} must be a function (base_lr, epoch) -> lr, got {fn!r}")
+        LR_SCHEDULES.add(name, LRSchedule(fn, describe or (lambda epoch: "")))
+        return fn
+
+    return add
+
+
 register_network = NETWORKS.register
 register_latent = POSTERIORS.register
 register_prior = PRIORS.register

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-from .registry import LR_SCHEDULES
+from .errors import VaelabError
+from .registry import LR_SCHEDULES, register_lr_schedule
 
 IWAE_STAGES = 8  # i = 0..7
 
@@ -21,27 +22,35 @@ def iwae_stage(epoch: int) -> tuple[int, int, int]:
     raise AssertionError("unreachable")
 
 
-def _iwae_lr(base_lr: float, epoch: int) -> float:
-    return base_lr * 10 ** (-iwae_stage(epoch)[0] / 7)
-
-
 def _iwae_describe(epoch: int) -> str:
     i, within, length = iwae_stage(epoch)
     return f"lr stage {i}/{IWAE_STAGES - 1}, epoch {within + 1} of {length}"
 
 
-# name -> (learning rate for (base lr, 0-based epoch), a note on where the epoch is, for the log)
-LR_SCHEDULES.add("constant", (lambda base_lr, epoch: base_lr, lambda epoch: ""))
-LR_SCHEDULES.add("iwae", (_iwae_lr, _iwae_describe))
+@register_lr_schedule("constant")
+def _constant_lr(base_lr: float, epoch: int) -> float:
+    return base_lr
+
+
+@register_lr_schedule("iwae", describe=_iwae_describe)
+def _iwae_lr(base_lr: float, epoch: int) -> float:
+    return base_lr * 10 ** (-iwae_stage(epoch)[0] / 7)
 
 
 def learning_rate(base_lr: float, schedule: str, epoch: int) -> float:
-    """Learning rate for the 0-based `epoch`."""
-    return LR_SCHEDULES[schedule][0](base_lr, epoch)
+    """Learning rate for the 0-based `epoch`; a schedule (a plugin's, say) that gives no finite
+    rate >= 0 is one line that names it."""
+    lr = LR_SCHEDULES[schedule](base_lr, epoch)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+        raise VaelabError(
+            f"learning-rate schedule {schedule!r} gave {lr!r} for epoch {epoch}; "
+            "a schedule must return a finite rate >= 0"
+        )
+    return float(lr)
 
 
 def describe(schedule: str, epoch: int) -> str:
-    return LR_SCHEDULES[schedule][1](epoch)
+    return LR_SCHEDULES[schedule].describe(epoch)
 
 
 def gumbel_temperature(step: int, tau0: float, tau_min: float, rate: float, every: int) -> float:
