@@ -260,6 +260,25 @@ def test_figures_draw_from_shortened_members(tmp_path, data_dir):
     assert png.shape[1] >= 10 * 20 * 2  # a 10 x 10 grid of 28 x 20 faces, each pixel drawn twice
 
 
+def test_the_papers_curves_end_at_its_numbers():
+    """The AEVB paper's Figure 2 curves, drawn beside ours, are keyed by protocol: each ends at
+    the figure's right edge, at the numbers its protocol declares for train and test (Frey Face's
+    were rounded to whole nats)."""
+    from vaelab.reproduce.figures import paper_curves
+
+    curves = paper_curves()
+    members = FIGURES["aevb-figure2"].members
+    assert set(curves) == set(members)
+    for name in members:
+        p = get_protocol(name)
+        (x_test, test), (x_train, train) = curves[name]["test"][-1], curves[name]["train"][-1]
+        assert 10**x_test == pytest.approx(p.figure_xlim[1], rel=0.01) and x_train == x_test
+        assert -test == pytest.approx(p.paper_value, abs=0.5)
+        assert -train == pytest.approx(p.paper_also["neg_elbo_train"], abs=0.5)
+        lo, hi = curves[name]["ylim"]
+        assert lo < test < hi and lo < train < hi
+
+
 def test_draw_shows_a_figure_as_its_runs_stand_and_runs_nothing(tmp_path, data_dir):
     """`--draw` draws Figure 4 from a Frey Face run cut short and an MNIST member not begun, and
     starts nothing; with no member begun, or with a protocol's name, it is one line."""

@@ -13,14 +13,27 @@ from .run import read_record, run_curve, seed_dir
 
 # -- Kingma & Welling (2014), Figure 2 ----------------------------------------------------------
 
+# The paper's own curves, read from the vector paths of its Figure 2 (the file says how)
+PAPER_CURVES = Path(__file__).with_name("aevb_figure2_paper.json")
+
+
+def paper_curves() -> dict[str, dict[str, list]]:
+    """{protocol: {"train" | "test": [[log10 examples, L], ...], "ylim": [lo, hi]}} of the AEVB
+    paper's Figure 2."""
+    import json
+
+    return json.loads(PAPER_CURVES.read_text())["curves"]
+
 
 def draw_bound_panels(dirs: dict[str, Path], path: Path, *, title: str) -> Path:
     """One panel per member, in rows by data set: the lower bound L (= -neg_elbo) per example on
     the training set (solid) and the test set (dashed) against training examples evaluated, log
-    scale, as the AEVB paper's Figure 2 (which also draws wake-sleep, not reproduced here)."""
+    scale, as the AEVB paper's Figure 2 (which also draws wake-sleep, not reproduced here), with
+    the paper's own AEVB curves in grey beside them."""
     from ..viz.figures import new_figure, save_figure
 
     records = {m: read_record(d) for m, d in dirs.items()}
+    theirs = paper_curves()
     groups: dict[str, list[str]] = {}
     for m in dirs:
         groups.setdefault(get_protocol(m).config(0).data.dataset, []).append(m)
@@ -37,17 +50,21 @@ def draw_bound_panels(dirs: dict[str, Path], path: Path, *, title: str) -> Path:
             member = members[col]
             p = get_protocol(member)
             record = records[member]
+            for split, ls in (("train", "-"), ("test", "--")):
+                if split in theirs.get(member, {}):
+                    logx, bound = np.array(theirs[member][split]).T
+                    ax.plot(10**logx, bound, color="0.6", lw=1.2, ls=ls, label=f"paper ({split})")
             c = run_curve(p, dirs[member], p.seeds[0])  # as the run stands, finished or not
             eval_key = next((k for k in c if k.endswith("_neg_elbo") and not k.startswith("train")), None)
             if c and eval_key is not None:
-                ax.plot(c["examples"], [-v for v in c["train_neg_elbo"]], color="C0", lw=1.5, label="AEVB (train)")
+                ax.plot(c["examples"], [-v for v in c["train_neg_elbo"]], color="C0", lw=1.5, label="vaelab (train)")
                 ax.plot(
                     c["examples"],
                     [-v for v in c[eval_key]],
                     color="C0",
                     lw=1.5,
                     ls="--",
-                    label=f"AEVB ({eval_key.split('_')[0]})",
+                    label=f"vaelab ({eval_key.split('_')[0]})",
                 )
                 if not legend:
                     ax.legend(fontsize=7, frameon=False)
@@ -57,6 +74,8 @@ def draw_bound_panels(dirs: dict[str, Path], path: Path, *, title: str) -> Path:
             ax.set_xscale("log")
             lo, hi = p.figure_xlim or (None, None)
             ax.set_xlim(lo, hi)
+            if "ylim" in theirs.get(member, {}):  # the paper's panel, so the two read alike
+                ax.set_ylim(*theirs[member]["ylim"])
             name = "MNIST" if dataset == "mnist" else "Frey Face" if dataset == "frey_face" else dataset
             done = "" if record and record["complete"] else " (incomplete)"
             ax.set_title(f"{name}, $N_z$ = {p.config(0).model.latent_dim}{done}", fontsize=9)
