@@ -108,10 +108,7 @@ def _machines(record: dict | None) -> list[str]:
     """The machines a record says its row ran on (older records name one, in `machine`)."""
     if record is None:
         return []
-    machines = record.get("machines")
-    if isinstance(machines, list) and all(isinstance(m, str) for m in machines):
-        return list(machines)
-    return [record["machine"]] if isinstance(record.get("machine"), str) else []
+    return list(record.get("machines") or [record["machine"]])
 
 
 def _version() -> tuple[str, str | None]:
