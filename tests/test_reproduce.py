@@ -130,6 +130,36 @@ def test_shortened_protocol_killed_and_continued(tmp_path, data_dir):
     assert "40 of" in row and "incomplete" in row and "-872.00" in row
 
 
+def test_an_interrupted_row_records_how_far_it_got(tmp_path, data_dir):
+    """Ctrl-C midway: reproduction.json says the epochs, curve and time the checkpoint holds (not
+    the empty row written at the start), and the message names the command that continues it."""
+    out = tmp_path / "frey"
+    cmd = [sys.executable, "-m", "vaelab", "reproduce", FREY, "--epochs", "5000", "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=_env(data_dir))
+    deadline = time.monotonic() + 120
+    line = ""
+    while "epoch   1" not in line and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        assert line or proc.poll() is None, "exited before its first epoch"
+    time.sleep(1.0)  # a few more epochs (18 steps each)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    done = len((out / "seed-0" / "metrics.jsonl").read_text().splitlines())
+    assert 1 < done < 5000
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        f"vaelab: stopped with {done} of 5000 epochs done (seed 0); {out} keeps it; "
+        f"continue with `vaelab reproduce {FREY} --out {out} --epochs 5000`"
+    )
+    record = read_record(out)
+    assert record["epochs_run"] == record["per_seed"][0]["epochs_run"] == done
+    assert record["curve"]["epoch"][-1] == done and record["wall_seconds"] > 0
+    assert record["complete"] is False and record["value"] is None
+    row = next(r for r in markdown_table([record]).splitlines() if f"`{FREY}`" in r)
+    assert f"{done} of {get_protocol(FREY).epochs} (**incomplete**)" in row
+
+
 def test_seeds_give_mean_sd_and_every_value(tmp_path, data_dir):
     record = reproduce(
         FREY,

@@ -444,6 +444,7 @@ def train_run(
     log=None,
     tensorboard: bool = False,
     on_epoch=(),
+    on_save=(),
 ) -> Path:
     """Train a model described by `config` into the run directory `out`; returns `out`.
 
@@ -451,7 +452,8 @@ def train_run(
     exactly; `config.train.epochs` may extend it. With overwrite=True an existing run in `out`
     is replaced, but only once the new run has written its first checkpoint (vaelab.runs). With
     tensorboard=True each epoch's metrics also go to out/tensorboard (needs the `tensorboard`
-    extra). Each of `on_epoch` is called with the epoch's metrics record."""
+    extra). Each of `on_epoch` is called with the epoch's metrics record, each of `on_save` with
+    the Trainer after each checkpoint (its metrics.jsonl then holds exactly the saved epochs)."""
     from . import runs
     from .tblog import TensorBoardLogger, require_tensorboard
 
@@ -473,6 +475,7 @@ def train_run(
         if board is not None:
             trainer.on_epoch.append(board)
         trainer.on_epoch.extend(on_epoch)
+        trainer.on_save.extend(on_save)
         try:
             trainer.fit()
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving

@@ -1,6 +1,7 @@
 """Run a protocol to its end, evaluate it the way the paper did, and write its row.
 
     DIR/reproduction.json     the row: the paper's number, ours (each seed, mean, sd), how far it got
+                              (refreshed every RECORD_EVERY seconds while a seed trains, and on Ctrl-C)
     DIR/seed-<s>/             an ordinary vaelab run directory per seed (plot, report, evaluate it)
 
 Re-running the same command continues where it stopped: each seed's run resumes exactly (as
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import checkpoint as ckpt
-from ..errors import VaelabError
+from ..errors import TrainingInterrupted, VaelabError
 from ..runs import exclusive
 from .protocol import FIGURES, Metric, Protocol, get_protocol
 
@@ -35,6 +36,7 @@ REPRODUCTION = "reproduction.json"
 EVAL_CACHE = "reproduction_eval.json"
 FORMAT = "vaelab-reproduction-1"
 PROGRESS_EVERY = 60.0  # seconds between "time left" lines
+RECORD_EVERY = 300.0  # seconds between refreshes of reproduction.json while a seed trains
 
 
 def seed_dir(out: Path, seed: int) -> Path:
@@ -350,6 +352,21 @@ class _TimeLeft:
             self.log(progress_line(self.protocol, self.seed_index, self.n_seeds, epoch, self.target, self.left(epoch)))
 
 
+class _RecordRefresh:
+    """An on_save hook that rewrites reproduction.json from the checkpoint just saved, every
+    RECORD_EVERY seconds and when the run is stopped (Ctrl-C): a row killed or interrupted midway
+    says how far it got (epochs, curve, wall time) instead of what it was when it started."""
+
+    def __init__(self, write: Callable[[], object]):
+        self.write, self.last = write, time.monotonic()
+
+    def __call__(self, trainer) -> None:
+        now = time.monotonic()
+        if trainer.stop_requested or now - self.last >= RECORD_EVERY:
+            self.write()
+            self.last = now
+
+
 def progress_line(
     protocol: Protocol, seed_index: int, n_seeds: int, epoch: int, target: int, left: float | None
 ) -> str:
@@ -428,7 +445,24 @@ def reproduce(
             if done < target and not stopped_early(run):
                 working_here()
                 resume = (run / ckpt.RESUME).is_file()
-                train(configs[seed], run, resume=resume, progress=progress, log=log, on_epoch=[hook])
+                refresh = _RecordRefresh(
+                    lambda: write_record(out, build_record(protocol, out, seeds, command, evaluations, machines))
+                )
+                try:
+                    train(
+                        configs[seed],
+                        run,
+                        resume=resume,
+                        progress=progress,
+                        log=log,
+                        on_epoch=[hook],
+                        on_save=[refresh],
+                    )
+                except TrainingInterrupted:  # its message names `vaelab train --resume`; the row goes on this way
+                    raise TrainingInterrupted(
+                        f"stopped with {epochs_done(run)} of {target} epochs done (seed {seed}); {out} keeps it; "
+                        f"continue with `{command}`"
+                    ) from None
             evaluations[seed] = evaluate_seed(
                 protocol, run, data_dir=data_dir, device=device, log=log, on_compute=working_here
             )
