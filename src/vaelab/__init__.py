@@ -16,6 +16,7 @@ Your own parts, without editing vaelab (see examples/ and vaelab.parts):
     @vaelab.register_init("mine")           def mine(network): ...  (sets its weights in place)
     @vaelab.register_activation("swish")    class Swish(torch.nn.Module): ...
     @vaelab.register_lr_schedule("halve")   def halve(base_lr, epoch): return base_lr / 2**epoch
+    @vaelab.register_baseline("loo")        class LOO(vaelab.parts.Baseline): ...  (score-function)
 
 Names are looked up on first use (PEP 562), so `import vaelab` and `vaelab --help` do not
 import torch.
@@ -54,6 +55,7 @@ _EXPORTS = {
     "register_optimizer": "registry",
     "register_init": "registry",
     "register_activation": "registry",
+    "register_baseline": "registry",
     "register_lr_schedule": "registry",
     "register_kl": "parts",
 }
@@ -89,6 +91,7 @@ __all__ = [
     "plot",
     "reconstruct",
     "register_activation",
+    "register_baseline",
     "register_dataset",
     "register_estimator",
     "register_init",
@@ -114,6 +117,7 @@ if TYPE_CHECKING:
     from .parts import register_kl
     from .registry import (
         register_activation,
+        register_baseline,
         register_dataset,
         register_estimator,
         register_init,

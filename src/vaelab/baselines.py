@@ -7,11 +7,12 @@ because E_q[grad log q(z|x)] = grad sum_z q(z|x) = grad 1 = 0. A good b is close
 which makes (f - b) small and the estimator's variance with it.
 
 A baseline is a part of the model (its state and weights live in the checkpoint, and the
-optimizer trains the learned one), called as `b, scale, loss = baseline(x, signal)` with the
-learning signal of every draw (L, B): b (B,) for each example, a positive scale that does not
-depend on z (1, or NVIL's running max(1, sd)) by which the estimator divides the encoder's
-whole gradient, and a loss added to the objective to train the baseline (zero for the moving
-average). It updates its running statistics only in training mode.
+optimizer trains the learned one) with the interface vaelab.parts.Baseline, called as
+`b, scale, loss = baseline(x, signal)` with the learning signal of every draw (L, B): b (B,) for
+each example, a positive scale that does not depend on z (1, or NVIL's running max(1, sd)) by
+which the estimator divides the encoder's whole gradient, and a loss added to the objective to
+train the baseline (zero for the moving average). It updates its running statistics only in
+training mode. A user's own is registered with @vaelab.register_baseline(NAME).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import math
 import torch
 from torch import nn
 
+from .parts import Baseline
 from .registry import BASELINES
 
 
@@ -33,7 +35,7 @@ def _running_update(average: torch.Tensor, updates: torch.Tensor, value: torch.T
     updates += 1
 
 
-class MovingAverageBaseline(nn.Module):
+class MovingAverageBaseline(Baseline):
     """b = an exponential moving average of the batch-mean learning signal, one number for all
     examples. The first batch initialises it to its own mean; after that each batch uses the
     average of the batches before it, then updates it: avg <- decay avg + (1 - decay) mean(f)."""
@@ -65,7 +67,7 @@ class MovingAverageBaseline(nn.Module):
         return b, signal.new_ones(()), signal.new_zeros(())
 
 
-class LearnedBaseline(nn.Module):
+class LearnedBaseline(Baseline):
     """b(x) = moving average + h(x): an input-dependent baseline, h a small MLP on the pixels
     (one hidden layer of 100 tanh units) trained by least squares to predict the centred
     signal f - average, as in NVIL (Mnih & Gregor 2014, section 3.3). The centring lets h

@@ -43,6 +43,7 @@ import torch
 from .config import TrainConfig
 from .klcontrol import kl_penalty
 from .model import VAE
+from .parts import check_baseline_output
 from .registry import ESTIMATORS, OBJECTIVES, register_estimator, register_objective
 
 
@@ -140,6 +141,7 @@ def score_function_terms(
     `kl`, estimated from the discrete samples."""
     lw = model.log_weights(x, samples, proposal=True)  # discrete z, log q with its gradient
     log_px, log_q = lw.log_px_z, lw.log_q  # (L, B)
+    assert log_q is not None  # proposal=True keeps it
     exact: torch.Tensor | float
     if kl == "analytic":
         kl_term = model.analytic_kl(lw.params)
@@ -150,8 +152,10 @@ def score_function_terms(
         kl_term = kl_sample.mean(0)
         signal = log_px.detach() - beta * kl_sample
         exact = 0.0
+    b: torch.Tensor | float
+    scale: torch.Tensor | float
     if baseline is not None:
-        b, scale, baseline_loss = baseline(x, signal)
+        b, scale, baseline_loss = check_baseline_output(baseline, signal, baseline(x, signal))
     else:
         b, scale, baseline_loss = 0.0, 1.0, log_px.new_zeros(())
     surrogate = (-(signal - b) * log_q / scale - log_px).mean(0) + exact / scale

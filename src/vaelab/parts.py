@@ -14,6 +14,7 @@ Callers never test `hasattr` or a part's name: they read these attributes.
     Prior.learned                  has parameters trained with the model
     NetworkFamily.per_pixel_output  the decoder's last layer has one bias per output (--output-bias)
     Likelihood.n_params            decoder outputs per pixel
+    Baseline                       a score-function control variate: forward(x, signal) -> (b, scale, loss)
 
 The KL between a posterior and a prior has a closed form only for some pairs: they are declared
 with `register_kl(PosteriorClass, PriorClass)`, as torch.distributions does; every other pair uses
@@ -233,6 +234,50 @@ def analytic_kl(posterior: PosteriorFamily, prior: Prior) -> Callable[[Tensor], 
     return None
 
 
+class Baseline(nn.Module, ABC):
+    """A control variate b for the score-function estimator (--baseline NAME), subtracted from the
+    learning signal f(z): E_q[(f(z) - b) grad log q(z|x)] = E_q[f(z) grad log q(z|x)] whenever b
+    does not depend on the draw z it is subtracted from. Built as `cls(input_shape)` (C, H, W) and
+    kept in the model: its parameters train with the model's optimizer, its buffers (running
+    statistics) are saved in every checkpoint, so a resumed run continues it exactly.
+
+    forward(x, signal) -> (b, scale, loss), called once per training step:
+        x       the batch, (B, C, H, W)
+        signal  the learning signal of each of the L draws per example, (L, B), detached
+        b       broadcastable to (L, B): (B,) or a scalar for one baseline per example, (L, B)
+                for one per draw (b[l] must not depend on draw l, as a leave-one-out mean)
+        scale   a positive scalar tensor that does not depend on z, by which the encoder's whole
+                gradient is divided (NVIL's variance normalisation; 1 for none)
+        loss    a scalar tensor added to the training loss, which trains the baseline's own
+                weights (0 for a baseline without any)
+    Update running statistics only when `self.training` (evaluation must not move them)."""
+
+    @abstractmethod
+    def forward(self, x: Tensor, signal: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+
+
+def check_baseline_output(baseline: Baseline, signal: Tensor, out: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """`out` as the estimator needs it (shapes only: nothing waits for the device), or a one-line
+    error naming the baseline: a plugin's wrong shape must not broadcast silently into the loss."""
+    name = getattr(type(baseline), "registered_name", type(baseline).__name__)
+    if not (isinstance(out, tuple) and len(out) == 3 and all(isinstance(t, Tensor) for t in out)):
+        raise VaelabError(f"baseline {name!r} must return three tensors (b, scale, loss); see vaelab.parts.Baseline")
+    b, scale, loss = out
+    try:
+        fits = torch.broadcast_shapes(b.shape, signal.shape) == signal.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise VaelabError(
+            f"baseline {name!r} returned b of shape {tuple(b.shape)} for a learning signal of shape "
+            f"(L, B) = {tuple(signal.shape)}; return ({signal.shape[-1]},) or {tuple(signal.shape)}"
+        )
+    for what, t in (("scale", scale), ("loss", loss)):
+        if t.numel() != 1:
+            raise VaelabError(f"baseline {name!r} returned a {what} of shape {tuple(t.shape)}; it must be one number")
+    return b, scale.reshape(()), loss.reshape(())
+
+
 def require_analytic_kl(posterior: PosteriorFamily, prior: Prior) -> Callable[[Tensor], Tensor]:
     fn = analytic_kl(posterior, prior)
     if fn is None:
@@ -249,8 +294,10 @@ registry.POSTERIORS.base = PosteriorFamily
 registry.PRIORS.base = Prior
 registry.LIKELIHOODS.base = Likelihood
 registry.ACTIVATIONS.base = nn.Module  # built with no arguments: ACTIVATIONS[name]()
+registry.BASELINES.base = Baseline
 
 __all__ = [
+    "Baseline",
     "LatentView",
     "Likelihood",
     "NetworkFamily",

@@ -1,6 +1,7 @@
 """Users' own parts: modules imported by `--plugin MODULE_OR_FILE.py` that register networks,
-latent families, priors, likelihoods, objectives, estimators, optimizers, initialisations,
-activations or data sets with vaelab's decorators (vaelab.register_*).
+latent families, priors, likelihoods, objectives, estimators, score-function baselines,
+optimizers, learning-rate schedules, initialisations, activations or data sets with vaelab's
+decorators (vaelab.register_*).
 
 A run records its plugins in config.json, and every later command on it (evaluate, sample, plot,
 report, explore, --resume) imports them again before reading the rest of the config, so the

@@ -215,6 +215,8 @@ register_latent = POSTERIORS.register
 register_prior = PRIORS.register
 register_likelihood = LIKELIHOODS.register
 register_dataset = DATASETS.register
+# a score-function baseline is a vaelab.parts.Baseline class, built as cls(input_shape)
+register_baseline = BASELINES.register
 # an optimizer is a function (params, train settings, device) -> torch.optim.Optimizer; the train
 # settings carry --lr, --weight-decay and the rest (vaelab.config.TrainConfig)
 register_optimizer = OPTIMIZERS.register
