@@ -148,9 +148,9 @@ def test_an_interrupted_row_records_how_far_it_got(tmp_path, data_dir):
     done = len((out / "seed-0" / "metrics.jsonl").read_text().splitlines())
     assert 1 < done < 5000
     last = err.strip().splitlines()[-1]
-    assert last == (
-        f"vaelab: stopped with {done} of 5000 epochs done (seed 0); {out} keeps it; "
-        f"continue with `vaelab reproduce {FREY} --out {out} --epochs 5000`"
+    assert last.startswith(f"vaelab: stopped at epoch {done + 1}, step ")
+    assert last.endswith(
+        f"; state saved in {out / 'seed-0'}; continue with `vaelab reproduce {FREY} --out {out} --epochs 5000`"
     )
     record = read_record(out)
     assert record["epochs_run"] == record["per_seed"][0]["epochs_run"] == done

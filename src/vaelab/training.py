@@ -159,6 +159,7 @@ class Trainer:
         self.on_epoch: list = []  # callbacks(record) after each epoch (e.g. TensorBoard scalars)
         self.on_save: list = []  # callbacks(trainer) after each checkpoint (vaelab.runs moves a new run in place)
         self.saved_epoch: int | None = None  # the epoch of the last checkpoint on disk
+        self.continue_with: str | None = None  # the command that continues the run, if not `train --resume`
 
         shape = cfg.model.input_shape if resume else None  # a resumed run's data must not have changed
         if not resume:
@@ -241,6 +242,9 @@ class Trainer:
         for hook in self.on_save:
             hook(self)
 
+    def continuation(self) -> str:
+        return self.continue_with or f"vaelab train --resume {self.run_dir}"
+
     def moved_to(self, run_dir: Path) -> None:
         """The run directory now lives at `run_dir` (an --overwrite run swapped into place)."""
         self.run_dir = Path(run_dir)
@@ -260,7 +264,7 @@ class Trainer:
                     self.save()
                     raise TrainingInterrupted(
                         f"stopped at epoch {self.epoch + 1}, step {self.step}; state saved in {self.run_dir}; "
-                        f"continue with `vaelab train --resume {self.run_dir}`"
+                        f"continue with `{self.continuation()}`"
                     )
                 self.epoch += 1
                 self.history.append(self._epoch_record())
@@ -445,6 +449,7 @@ def train_run(
     tensorboard: bool = False,
     on_epoch=(),
     on_save=(),
+    continue_with: str | None = None,
 ) -> Path:
     """Train a model described by `config` into the run directory `out`; returns `out`.
 
@@ -453,7 +458,9 @@ def train_run(
     is replaced, but only once the new run has written its first checkpoint (vaelab.runs). With
     tensorboard=True each epoch's metrics also go to out/tensorboard (needs the `tensorboard`
     extra). Each of `on_epoch` is called with the epoch's metrics record, each of `on_save` with
-    the Trainer after each checkpoint (its metrics.jsonl then holds exactly the saved epochs)."""
+    the Trainer after each checkpoint (its metrics.jsonl then holds exactly the saved epochs).
+    `continue_with` is the command an interrupted run's message names (default `vaelab train
+    --resume OUT`; `vaelab reproduce` names its own)."""
     from . import runs
     from .tblog import TensorBoardLogger, require_tensorboard
 
@@ -476,13 +483,14 @@ def train_run(
             trainer.on_epoch.append(board)
         trainer.on_epoch.extend(on_epoch)
         trainer.on_save.extend(on_save)
+        trainer.continue_with = continue_with
         try:
             trainer.fit()
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving
             if slot.checkpointed:
                 raise TrainingInterrupted(
-                    f"interrupted; {out} keeps its last checkpoint (epoch {trainer.saved_epoch}); "
-                    f"continue with `vaelab train --resume {out}`"
+                    f"interrupted; {trainer.run_dir} keeps its last checkpoint (epoch {trainer.saved_epoch}); "
+                    f"continue with `{trainer.continuation()}`"
                 ) from None
             raise TrainingInterrupted(
                 "interrupted before the first checkpoint was written, so nothing was kept; "

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import checkpoint as ckpt
-from ..errors import TrainingInterrupted, VaelabError
+from ..errors import VaelabError
 from ..runs import exclusive
 from .protocol import FIGURES, Metric, Protocol, get_protocol
 
@@ -428,9 +428,14 @@ def reproduce(
             if here not in machines:
                 machines.append(here)
 
+        def save_record() -> dict:
+            record = build_record(protocol, out, seeds, command, evaluations, machines)
+            write_record(out, record)
+            return record
+
         if earlier is None:  # from the first moment the folder says whose it is (and where it runs)
             working_here()
-            write_record(out, build_record(protocol, out, seeds, command, evaluations, machines))
+            save_record()
         cost = protocol.cpu_seconds_per_epoch
         for i, seed in enumerate(seeds):
             run = seed_dir(out, seed)
@@ -445,30 +450,20 @@ def reproduce(
             if done < target and not stopped_early(run):
                 working_here()
                 resume = (run / ckpt.RESUME).is_file()
-                refresh = _RecordRefresh(
-                    lambda: write_record(out, build_record(protocol, out, seeds, command, evaluations, machines))
+                train(
+                    configs[seed],
+                    run,
+                    resume=resume,
+                    progress=progress,
+                    log=log,
+                    on_epoch=[hook],
+                    on_save=[_RecordRefresh(save_record)],
+                    continue_with=command,
                 )
-                try:
-                    train(
-                        configs[seed],
-                        run,
-                        resume=resume,
-                        progress=progress,
-                        log=log,
-                        on_epoch=[hook],
-                        on_save=[refresh],
-                    )
-                except TrainingInterrupted:  # its message names `vaelab train --resume`; the row goes on this way
-                    raise TrainingInterrupted(
-                        f"stopped with {epochs_done(run)} of {target} epochs done (seed {seed}); {out} keeps it; "
-                        f"continue with `{command}`"
-                    ) from None
             evaluations[seed] = evaluate_seed(
                 protocol, run, data_dir=data_dir, device=device, log=log, on_compute=working_here
             )
-            write_record(out, build_record(protocol, out, seeds, command, evaluations, machines))
-        record = build_record(protocol, out, seeds, command, evaluations, machines)
-        write_record(out, record)
+            record = save_record()
     log(summary_line(record))
     return record
 
