@@ -108,10 +108,19 @@ def _serve(run):
 
 
 def _decoded(page) -> tuple[str, bytes]:
-    """The current src of the decoded image and its bytes, read back in the page."""
-    src = page.get_attribute("#decoded", "src")
-    data = page.evaluate("async s => Array.from(new Uint8Array(await (await fetch(s)).arrayBuffer()))", src)
-    return src, bytes(data)
+    """The current src of the decoded image and its bytes, read back in the page. A drag's later
+    answer may replace the src (and revoke the old blob) between reading it and fetching it; then
+    the newer one is read."""
+    for _ in range(20):
+        src = page.get_attribute("#decoded", "src")
+        try:
+            data = page.evaluate("async s => Array.from(new Uint8Array(await (await fetch(s)).arrayBuffer()))", src)
+        except Exception:
+            if page.get_attribute("#decoded", "src") == src:
+                raise  # the same image could not be read: a real failure
+            continue
+        return src, bytes(data)
+    raise AssertionError("the decoded image kept changing")
 
 
 def _changed(page, before: str) -> None:
