@@ -91,3 +91,27 @@ def test_two_processes_shard_the_evaluation(runs, data_dir):
     assert r2["neg_elbo"] == pytest.approx(r1["neg_elbo"], abs=4 * r1["neg_elbo_stderr"] / 10)
     assert r2["nll"] == pytest.approx(r1["nll"], abs=0.3)
     assert r2["active_units"] == r1["active_units"]
+
+
+def test_each_rank_leaves_the_process_group_before_the_interpreter_exits(tmp_path):
+    """A rank that exits with its gloo group alive can abort as Python tears down (SIGABRT,
+    'terminate called without an active exception'). The check is an exit handler registered
+    before the group is joined, so it runs after vaelab's own (atexit runs them last in, first out)."""
+    script = tmp_path / "ranks.py"
+    script.write_text(
+        "import atexit, torch.distributed as dist\n"
+        "atexit.register(lambda: print('still in the group' if dist.is_initialized() else 'left the group'))\n"
+        "from vaelab import distributed\n"
+        "ctx = distributed.init('cpu')\n"
+        "assert ctx.enabled\n"
+        "ctx.barrier()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("left the group") == 2, proc.stdout

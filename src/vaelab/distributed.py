@@ -13,6 +13,7 @@ binarization) is drawn per rank from a rank-specific stream, so a 2-process run 
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -82,7 +83,16 @@ def init(device_name: str) -> Context:
             "`torchrun --nproc_per_node N -m vaelab train ...`"
         ) from None
     _CONTEXT = Context(rank, world, local_rank)
+    # Leave the group while the interpreter is whole: a process that exits without it can abort
+    # ("terminate called without an active exception", SIGABRT) when gloo's worker threads still
+    # hold tensors as Python tears down; seen once on this project's CI, on rank 1 of an evaluate.
+    atexit.register(_leave)
     return _CONTEXT
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def device_for(ctx: Context, device: torch.device) -> torch.device:
