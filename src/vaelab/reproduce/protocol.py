@@ -12,6 +12,10 @@ from typing import Any
 from ..config import Config, build_config
 from ..errors import VaelabError
 
+# Where every protocol's cpu_seconds_per_epoch was measured (benchmarks/RESULTS.md, machine D):
+# `vaelab reproduce --list` names it under the table, so a figure is never read as another CPU's.
+COST_MACHINE = "one thread of the project's 2-core Intel Xeon (AVX-512), nothing else running, 2026-12-02"
+
 
 @dataclass(frozen=True)
 class Citation:
@@ -83,8 +87,9 @@ class Protocol:
     The run is the preset `preset` with `overrides` (nested by config section), trained for the
     preset's epochs with each seed, then measured by `metric` (and the `also` metrics, reported
     beside it). `paper_value` is the paper's figure in the same units and sign as the metric
-    (None for a row that reproduces a picture only). `cpu_seconds_per_epoch` is the cost measured
-    on the project's 2-core CPU machine with one thread (benchmarks/bench_protocols.py), and
+    (None for a row that reproduces a picture only). `cpu_seconds_per_epoch` is the cost of an epoch
+    (its training steps and the bound it ends with) measured on COST_MACHINE
+    (benchmarks/bench_protocols.py), and
     `notes` says where the paper leaves a detail open and what was chosen."""
 
     name: str

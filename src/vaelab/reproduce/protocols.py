@@ -2,8 +2,8 @@
 
 Each names its paper, table or figure, row and column, the paper's number, the preset that holds
 the paper's set-up, and where the paper leaves a detail open, what was chosen and why. The CPU
-costs are seconds per epoch with one thread on the project's 2-core machine
-(benchmarks/bench_protocols.py; figures in benchmarks/RESULTS.md).
+costs are seconds per epoch, training and the bound each epoch ends with, on one thread of
+protocol.COST_MACHINE (benchmarks/bench_protocols.py; figures in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ register_protocol(
         NLL_5000,
         "iwae-paper",
         also=(Metric("neg_elbo"),),
-        cpu_seconds_per_epoch=12.0,
+        cpu_seconds_per_epoch=5.5,
         notes=IWAE_NOTES,
     )
 )
@@ -57,7 +57,7 @@ register_protocol(
         "iwae-paper",
         overrides={"train": {"objective": "iwae", "k": 50}},
         also=(Metric("neg_elbo"),),
-        cpu_seconds_per_epoch=50.0,
+        cpu_seconds_per_epoch=36.0,
         notes=IWAE_NOTES,
     )
 )
@@ -71,7 +71,7 @@ register_protocol(
         NLL_5000,
         "iwae-paper-static",
         also=(Metric("neg_elbo"),),
-        cpu_seconds_per_epoch=12.0,
+        cpu_seconds_per_epoch=5.3,
         notes=IWAE_NOTES + STATIC_NOTE,
     )
 )
@@ -86,7 +86,7 @@ register_protocol(
         "iwae-paper-static",
         overrides={"train": {"objective": "iwae", "k": 50}},
         also=(Metric("neg_elbo"),),
-        cpu_seconds_per_epoch=50.0,
+        cpu_seconds_per_epoch=36.0,
         notes=IWAE_NOTES + STATIC_NOTE,
     )
 )
@@ -103,7 +103,7 @@ register_protocol(
         NLL_5000,
         "iwae-paper-2layer",
         also=(Metric("neg_elbo"),),
-        cpu_seconds_per_epoch=17.0,
+        cpu_seconds_per_epoch=8.6,
         notes=IWAE_NOTES + TWO_LAYER_NOTES,
     )
 )
@@ -116,7 +116,7 @@ register_protocol(
         "iwae-paper-2layer",
         overrides={"train": {"objective": "iwae", "k": 50}},
         also=(Metric("neg_elbo"),),
-        cpu_seconds_per_epoch=150.0,
+        cpu_seconds_per_epoch=64.0,
         notes=IWAE_NOTES + TWO_LAYER_NOTES,
     )
 )
@@ -133,7 +133,7 @@ register_protocol(
         "vampprior-paper",
         overrides={"data": {"dataset": "binarized_mnist", "binarize": "none"}},
         also=(Metric("neg_elbo"),),
-        cpu_seconds_per_epoch=30.0,
+        cpu_seconds_per_epoch=12.5,
         notes=(
             "The authors' code (github.com/jmtomczak/vae_vampprior): gated dense layers 784-300-300, z of 40, "
             "K = 500 pseudo-inputs (hardtanh of learned pixels, initialised N(0.05, 0.01^2)), Adam 5e-4, batch "
@@ -171,7 +171,7 @@ GUMBEL_NOTES = (
 GUMBEL_ALSO = (Metric("neg_elbo_relaxed"), Metric("nll", "test", k=1000))
 
 
-def _gumbel(name: str, column: str, value: float, overrides: dict, note: str = "") -> None:
+def _gumbel(name: str, column: str, value: float, overrides: dict, note: str = "", *, cost: float) -> None:
     register_protocol(
         Protocol(
             name,
@@ -182,19 +182,20 @@ def _gumbel(name: str, column: str, value: float, overrides: dict, note: str = "
             overrides=overrides,
             seeds=(0, 1, 2),
             also=GUMBEL_ALSO,
-            cpu_seconds_per_epoch=8.0,
+            cpu_seconds_per_epoch=cost,
             notes=GUMBEL_NOTES + note,
         )
     )
 
 
-_gumbel("gumbel-softmax-vae", "Gumbel-S.", 101.5, {})
+_gumbel("gumbel-softmax-vae", "Gumbel-S.", 101.5, {}, cost=3.4)
 _gumbel(
     "gumbel-softmax-vae-st",
     "ST Gumbel-S.",
     107.8,
     {"model": {"hard": True}},
     " Straight-through: one-hot samples forward, the relaxed gradient backward.",
+    cost=3.5,
 )
 _gumbel(
     "gumbel-softmax-vae-sf",
@@ -205,6 +206,7 @@ _gumbel(
     "competitive performance for SF' and names no baseline; chosen: NVIL's (Mnih & Gregor 2014), "
     "the running average plus an input-dependent b(x) (one hidden layer of 100 tanh units), and the "
     "encoder's gradient divided by the running max(1, sd) of the centred signal.",
+    cost=3.7,
 )
 
 # -- Kingma & Welling (2014): Figure 2 and Figure 4 --------------------------------------------
@@ -271,24 +273,24 @@ def _aevb(
     )
 
 
-# (N_z, L test, L train) at the right edge of each panel of Figure 2
-for _nz, _test, _train in (
-    (3, -133.5, -127.9),
-    (5, -118.7, -114.8),
-    (10, -103.3, -99.1),
-    (20, -99.4, -97.2),
-    (200, -99.5, -97.6),
+# (N_z, L test, L train) at the right edge of each panel of Figure 2, and the CPU cost
+for _nz, _test, _train, _cost in (
+    (3, -133.5, -127.9, 2.8),
+    (5, -118.7, -114.8, 2.8),
+    (10, -103.3, -99.1, 2.9),
+    (20, -99.4, -97.2, 2.9),
+    (200, -99.5, -97.6, 3.9),
 ):
-    _aevb(f"aevb-fig2-mnist-nz{_nz}", "mnist", _nz, _test, _train, cost=9.2)
+    _aevb(f"aevb-fig2-mnist-nz{_nz}", "mnist", _nz, _test, _train, cost=_cost)
 for _nz, _test, _train in ((2, 872, 935), (5, 1115, 1233), (10, 1307, 1463), (20, 1312, 1488)):
-    _aevb(f"aevb-fig2-frey-nz{_nz}", "frey_face", _nz, _test, _train, cost=0.14)
+    _aevb(f"aevb-fig2-frey-nz{_nz}", "frey_face", _nz, _test, _train, cost=0.06)
 _aevb(
     "aevb-fig4-mnist-nz2",
     "mnist",
     2,
     None,
     figure="aevb-figure4",
-    cost=9.2,
+    cost=2.8,
     where="Figure 4",
     column="the learned 2-D manifold (a picture)",
 )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import VaelabError
-from .protocol import FIGURES, all_protocols
+from .protocol import COST_MACHINE, FIGURES, all_protocols
 from .run import FORMAT, REPRODUCTION, epochs_done, format_duration, other_settings, read_record, seed_dir
 
 
@@ -176,7 +176,8 @@ def list_protocols(outs: Sequence[str | Path] = ()) -> str:
         for f in FIGURES.values()
     )
     return (
-        text
+        text + f"\n\nCPU s/epoch: an epoch's training and the bound it ends with, on {COST_MACHINE} "
+        "(benchmarks/bench_protocols.py); a running `vaelab reproduce` prints its own time left."
         + ("\n\nFigures (vaelab reproduce FIGURE --out DIR runs every member, then draws it):\n" + figs if figs else "")
         + "\n"
     )
