@@ -340,9 +340,60 @@ def test_a_score_function_baseline_of_your_own(data_dir):
         vaelab.register_baseline("not-a-baseline")(torch.nn.Identity)
 
 
+def test_a_data_set_of_your_own_splits_frey_face_as_kingmas_code(data_dir):
+    """examples/frey_split_1600.py: 1600 training frames and 365 held out, together every one
+    of the 1965 frames once; the 365 hold vaelab's own 200 test frames."""
+    from vaelab.data import load_split
+    from vaelab.plugins import load
+
+    load([str(REPO / "examples" / "frey_split_1600.py")])
+    train = load_split("frey_face_1600", "train", data_dir, full_train=True).images
+    test = load_split("frey_face_1600", "test", data_dir).images
+    short, valid = (load_split("frey_face_1600", s, data_dir).images for s in ("train", "valid"))
+    assert (len(train), len(test), len(short), len(valid)) == (1600, 365, 1400, 200)
+    assert torch.equal(torch.cat([short, valid]), train)
+    everything = torch.cat([load_split("frey_face", s, data_dir, full_train=True).images for s in ("train", "test")])
+    assert torch.equal(torch.cat([train, test]), everything)
+    assert torch.equal(test[-200:], load_split("frey_face", "test", data_dir).images)
+
+
+def test_kingmas_frey_decoder_is_a_normalised_mixture_with_one_scale_per_pixel():
+    """examples/kingma_frey_decoder.py: each pixel's density w + (1 - w) N(x; m, var) integrates
+    to 1 over the line, is the Gaussian's as w -> 0 and w + (1 - w) N at w = 1/2; the decoder's
+    log-variance and mixture logit are the same for every z."""
+    from vaelab.config import ModelConfig
+    from vaelab.plugins import load
+    from vaelab.registry import LIKELIHOODS, NETWORKS
+
+    load([str(REPO / "examples" / "kingma_frey_decoder.py")])
+    lik = LIKELIHOODS["gaussian-uniform"]()
+    x = torch.linspace(-12.0, 13.0, 250001, dtype=torch.float64).unsqueeze(1)  # (N, 1): one pixel
+    params = torch.tensor([[0.4, math.log(0.3**2), -0.7]], dtype=torch.float64)  # mean 0.6, sd 0.3, w 0.33
+    density = lik.log_prob(x, params.expand(len(x), 3)).exp()
+    assert torch.trapezoid(density, x[:, 0]).item() == pytest.approx(1.0, abs=1e-4)  # steps of 1e-4 at 0 and 1
+    w = 1 / (1 + math.exp(0.7))
+    at = torch.tensor([[0.25]], dtype=torch.float64)
+    normal = math.exp(-0.5 * ((0.25 - 1 / (1 + math.exp(-0.4))) / 0.3) ** 2) / (0.3 * math.sqrt(2 * math.pi))
+    assert lik.log_prob(at, params).item() == pytest.approx(math.log(w + (1 - w) * normal), rel=1e-12)
+    gauss_only = torch.tensor([[0.4, math.log(0.3**2), -60.0]], dtype=torch.float64)
+    assert lik.log_prob(at, gauss_only).item() == pytest.approx(math.log(normal), rel=1e-12)
+
+    cfg = ModelConfig(hidden=[16], latent_dim=2, activation="tanh")
+    decoder = NETWORKS["mlp-pixel-scale"].decoder(cfg, 2, (1, 4, 5), 3)
+    with torch.no_grad():
+        decoder.free.normal_()
+        out = decoder(torch.randn(7, 2))
+    assert out.shape == (7, 60)
+    assert not torch.allclose(out[0, :20], out[1, :20])  # the means depend on z
+    assert torch.equal(out[:, 20:], decoder.free.expand(7, 40))  # the scales and weights do not
+
+
 @pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.py")), ids=lambda p: p.name)
 def test_examples_run_as_their_docstrings_say(example, tmp_path, data_dir):
-    """Each example's `$ ` command, shortened (Frey Face, one epoch) and into a temporary run."""
+    """Each example's `$ ` command, shortened (Frey Face, one epoch) and into a temporary run.
+    Its importance-sampled nll is at most its neg_elbo: below it, or within 0.1 nats where one
+    epoch from the AEVB initialisation leaves a decoder that barely uses z (the two are then equal
+    in expectation, and each is a Monte-Carlo estimate)."""
     lines = [line[2:] for line in example.read_text().splitlines() if line.startswith("$ ")]
     assert lines, f"{example.name} has no `$ ` command line in its docstring"
     for line in lines:
@@ -354,7 +405,8 @@ def test_examples_run_as_their_docstrings_say(example, tmp_path, data_dir):
         assert proc.returncode == 0, proc.stderr
         ev = vaelab_cli("evaluate", tmp_path / "run", "--iw-samples", "50", "--json", data_dir=data_dir)
         assert ev.returncode == 0, ev.stderr
-        assert json.loads(ev.stdout)["nll"] < json.loads(ev.stdout)["neg_elbo"]
+        report = json.loads(ev.stdout)
+        assert report["nll"] < report["neg_elbo"] + 0.1
 
 
 def test_a_new_part_is_one_module():
