@@ -1,5 +1,8 @@
-"""A network and a likelihood of your own: the Frey Face decoder of Kingma's code, anglepy's
-`VAE_Z_X` with `type_px='bounded01'` (the model nips14-ssl's gpulearn_z_x.py trains on Frey Face).
+"""A network and a likelihood of your own: the Frey Face decoder of Kingma's later code, anglepy's
+`VAE_Z_X` with `type_px='bounded01'` (added June 2014, after the AEVB paper; the model
+nips14-ssl's gpulearn_z_x.py trains on Frey Face). The code of the paper's time (anglepy's
+`DLVM`, April 2014, `type_px='sigmoidgaussian'`) computes the log-variance from the hidden layer,
+as vaelab's `gaussian` likelihood on the `mlp` network does.
 
 Each pixel is a mixture of a Gaussian, whose mean is a sigmoid of the decoder's output, and a
 uniform density on [0, 1]:
@@ -8,11 +11,9 @@ uniform density on [0, 1]:
 
 for x_i in [0, 1] (the uniform part is 0 outside it; Kingma's code adds w_i for every x, which
 is the same on images), where the log-variance c_i and the mixture logit u_i are one free
-parameter per pixel, not
-outputs of the hidden layer (both start at 0). vaelab's built-in `gaussian` likelihood, the
-paper's wording ("a decoder with Gaussian outputs, identical to the encoder, except that the
-means were constrained to the interval (0, 1)"), computes the log-variance from the hidden layer
-and has no uniform part.
+parameter per pixel, not outputs of the hidden layer (both start at 0). The paper's wording ("a decoder with Gaussian
+outputs, identical to the encoder, except that the means were constrained to the interval
+(0, 1)") is that of vaelab's `gaussian`, with no uniform part.
 
 $ vaelab train --plugin examples/kingma_frey_decoder.py --preset aevb-frey --model mlp-pixel-scale --likelihood gaussian-uniform --epochs 567 --out runs/frey-kingma-decoder
 

@@ -388,6 +388,29 @@ def test_kingmas_frey_decoder_is_a_normalised_mixture_with_one_scale_per_pixel()
     assert torch.equal(out[:, 20:], decoder.free.expand(7, 40))  # the scales and weights do not
 
 
+def test_kingmas_2013_encoder_damps_its_log_variance_and_starts_it_at_zero():
+    """examples/kingma_2013_encoder.py: under the AEVB preset's N(0, 0.01) initialisation the
+    encoder's log-variance weights stay 0 (q(z|x) starts with unit variances for every x), and
+    log sigma^2 = 0.1 W h + b."""
+    from vaelab.model import VAE
+    from vaelab.plugins import load
+
+    load([str(REPO / "examples" / "kingma_2013_encoder.py")])
+    cfg = vaelab.build_config("aevb-frey", overrides={"model": {"network": "mlp-damped-logvar", "latent_dim": 3}})
+    model = VAE(cfg.model)
+    enc = model.encoder
+    assert torch.count_nonzero(enc.logvar_weight) == 0 and torch.count_nonzero(enc.logvar_bias) == 0
+    assert enc.mean.weight.std().item() == pytest.approx(0.01, rel=0.05)  # --init normal reached the rest
+    x = torch.rand(5, *model.input_shape)
+    assert torch.equal(enc(x)[:, 3:], torch.zeros(5, 3))
+    with torch.no_grad():
+        enc.logvar_weight.fill_(1.0)
+        enc.logvar_bias.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        h = enc.hidden(x.flatten(1))
+        expected = 0.1 * h.sum(-1, keepdim=True) + torch.tensor([1.0, 2.0, 3.0])
+        torch.testing.assert_close(enc(x)[:, 3:], expected)
+
+
 @pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.py")), ids=lambda p: p.name)
 def test_examples_run_as_their_docstrings_say(example, tmp_path, data_dir):
     """Each example's `$ ` command, shortened (Frey Face, one epoch) and into a temporary run.
