@@ -342,7 +342,8 @@ def test_a_score_function_baseline_of_your_own(data_dir):
 
 def test_a_data_set_of_your_own_splits_frey_face_as_kingmas_code(data_dir):
     """examples/frey_split_1600.py: 1600 training frames and 365 held out, together every one
-    of the 1965 frames once; the 365 hold vaelab's own 200 test frames."""
+    of the 1965 frames once; the 365 hold vaelab's own 200 test frames, and frey_face_1600b holds
+    out 365 others (the first of vaelab's order)."""
     from vaelab.data import load_split
     from vaelab.plugins import load
 
@@ -355,6 +356,9 @@ def test_a_data_set_of_your_own_splits_frey_face_as_kingmas_code(data_dir):
     everything = torch.cat([load_split("frey_face", s, data_dir, full_train=True).images for s in ("train", "test")])
     assert torch.equal(torch.cat([train, test]), everything)
     assert torch.equal(test[-200:], load_split("frey_face", "test", data_dir).images)
+    other_train = load_split("frey_face_1600b", "train", data_dir, full_train=True).images
+    other_test = load_split("frey_face_1600b", "test", data_dir).images
+    assert torch.equal(other_test, everything[:365]) and torch.equal(other_train, everything[365:])
 
 
 def test_kingmas_frey_decoder_is_a_normalised_mixture_with_one_scale_per_pixel():
