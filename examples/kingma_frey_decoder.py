@@ -11,9 +11,9 @@ uniform density on [0, 1]:
 
 for x_i in [0, 1] (the uniform part is 0 outside it; Kingma's code adds w_i for every x, which
 is the same on images), where the log-variance c_i and the mixture logit u_i are one free
-parameter per pixel, not outputs of the hidden layer (both start at 0). The paper's wording ("a decoder with Gaussian
-outputs, identical to the encoder, except that the means were constrained to the interval
-(0, 1)") is that of vaelab's `gaussian`, with no uniform part.
+parameter per pixel, not outputs of the hidden layer (both start at 0). The paper's wording
+("a decoder with Gaussian outputs, identical to the encoder, except that the means were
+constrained to the interval (0, 1)") is that of vaelab's `gaussian`, with no uniform part.
 
 $ vaelab train --plugin examples/kingma_frey_decoder.py --preset aevb-frey --model mlp-pixel-scale --likelihood gaussian-uniform --epochs 567 --out runs/frey-kingma-decoder
 
