@@ -219,7 +219,10 @@ def test_evaluate_bad_input(run, tmp_path, data_dir):
     assert_user_error(vaelab("evaluate", no_weights, "--iw-samples", "10", data_dir=data_dir), "no saved weights")
 
 
-def test_ctrl_c_saves_and_resume_finishes(tmp_path, data_dir):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_saves_and_resume_finishes(tmp_path, data_dir, stop):
+    """Ctrl-C, or the SIGTERM that `kill` and batch schedulers send, mid-epoch: the step ends,
+    the state is saved whole, and --resume finishes the run."""
     import signal
     import time
 
@@ -254,10 +257,11 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, data_dir):
     while "epoch   1" not in line and time.monotonic() < deadline:  # first epoch saved
         line = proc.stderr.readline()
         assert line or proc.poll() is None, "training exited before its first epoch"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, stop))
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 130, err
     assert "Traceback" not in err
+    assert "stopping after this step and saving" in err
     assert f"vaelab train --resume {out}" in err
     from safetensors import safe_open
 

@@ -67,8 +67,9 @@ def _set_rng(extra: dict[str, torch.Tensor], device: torch.device) -> None:
 
 
 @contextmanager
-def _catch_sigint(trainer: Trainer):
-    """First Ctrl-C asks the loop to stop after this step; a second one stops at once."""
+def _catch_stop_signals(trainer: Trainer):
+    """The first Ctrl-C (SIGINT) or SIGTERM (what `kill` and a batch scheduler send before their
+    SIGKILL) asks the loop to stop after this step and save; a second one stops at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -77,13 +78,16 @@ def _catch_sigint(trainer: Trainer):
         if trainer.stop_requested:
             raise KeyboardInterrupt
         trainer.stop_requested = True
-        print("\nvaelab: stopping after this step and saving (Ctrl-C again to abort without saving)", file=sys.stderr)
+        again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        print(f"\nvaelab: stopping after this step and saving ({again} again to abort without saving)", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, handler) for s in stops}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class _Objective(torch.nn.Module):
@@ -258,7 +262,7 @@ class Trainer:
         no_denormals = flush_denormals() if self.device.type == "cpu" else nullcontext()
         first = self.epoch
         saved = logged = -math.inf
-        with _catch_sigint(self), no_denormals:
+        with _catch_stop_signals(self), no_denormals:
             while self.epoch < t.epochs and not self.best["stopped"]:
                 if not self._train_epoch():
                     self.save()
