@@ -81,8 +81,7 @@ def _catch_stop_signals(trainer: Trainer):
         again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         print(f"\nvaelab: stopping after this step and saving ({again} again to abort without saving)", file=sys.stderr)
 
-    stops = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, handler) for s in stops}
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
@@ -490,7 +489,7 @@ def train_run(
         trainer.continue_with = continue_with
         try:
             trainer.fit()
-        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving
+        except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: stop at once, without saving
             if slot.checkpointed:
                 raise TrainingInterrupted(
                     f"interrupted; {trainer.run_dir} keeps its last checkpoint (epoch {trainer.saved_epoch}); "
