@@ -415,6 +415,28 @@ def test_kingmas_2013_encoder_damps_its_log_variance_and_starts_it_at_zero():
         torch.testing.assert_close(enc(x)[:, 3:], expected)
 
 
+def test_dlvm_init_zeroes_the_encoder_log_variance_and_the_decoder_output_biases():
+    """examples/dlvm_init.py: the initialisation of anglepy's DLVM (April 2014). q(z|x) starts
+    as N(mu, I) for every x: the encoder's log-variance rows are 0 and its output is exactly 0
+    there; the decoder's output biases are 0; every other weight and bias is N(0, 0.01^2)."""
+    from vaelab.model import VAE
+    from vaelab.plugins import load
+
+    load([str(REPO / "examples" / "dlvm_init.py")])
+    torch.manual_seed(0)
+    cfg = vaelab.build_config("aevb-frey", overrides={"model": {"init": "normal-dlvm", "latent_dim": 3}})
+    model = VAE(cfg.model)
+    enc_out = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    dec_lin = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert torch.count_nonzero(enc_out.weight[3:]) == 0 and torch.count_nonzero(enc_out.bias[3:]) == 0
+    assert torch.count_nonzero(dec_lin[-1].bias) == 0
+    x = torch.rand(5, *model.input_shape)
+    assert torch.equal(model.encoder(x)[:, 3:], torch.zeros(5, 3))
+    assert enc_out.weight[:3].std().item() == pytest.approx(0.01, rel=0.1)  # the means' rows as --init normal
+    assert dec_lin[-1].weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert dec_lin[0].bias.std().item() == pytest.approx(0.01, rel=0.2)  # hidden biases are drawn, not zeroed
+
+
 @pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.py")), ids=lambda p: p.name)
 def test_examples_run_as_their_docstrings_say(example, tmp_path, data_dir):
     """Each example's `$ ` command, shortened (Frey Face, one epoch) and into a temporary run.

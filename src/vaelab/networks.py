@@ -18,6 +18,7 @@ from .registry import ACTIVATIONS, INITS, register_init, register_network
 
 ACTIVATIONS.add("tanh", nn.Tanh)
 ACTIVATIONS.add("relu", nn.ReLU)
+ACTIVATIONS.add("softplus", nn.Softplus)  # the default nonlinearity of Kingma's code of the AEVB paper's time (anglepy)
 INITS.add("torch", lambda net: None)  # keeps PyTorch's default
 
 
