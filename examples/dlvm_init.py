@@ -13,11 +13,15 @@ import torch
 from torch import nn
 
 import vaelab
-from vaelab.networks import MLPEncoder, init_normal
+from vaelab.networks import MLPDecoder, MLPEncoder, init_normal
 
 
 @vaelab.register_init("normal-dlvm")
 def normal_dlvm(net):
+    if not isinstance(net, (MLPEncoder, MLPDecoder)):  # which outputs are log-variances is the MLP's layout
+        raise vaelab.VaelabError(
+            f"--init normal-dlvm is DLVM's initialisation of --model mlp, not of {type(net).__name__}"
+        )
     init_normal(net)
     out = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():
@@ -25,5 +29,5 @@ def normal_dlvm(net):
             half = out.out_features // 2
             out.weight[half:].zero_()
             out.bias[half:].zero_()
-        else:  # the decoder: its output biases (DLVM's out_b and out_logvar_b)
+        else:  # MLPDecoder: its output biases (DLVM's out_b and out_logvar_b)
             out.bias.zero_()

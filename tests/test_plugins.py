@@ -435,6 +435,9 @@ def test_dlvm_init_zeroes_the_encoder_log_variance_and_the_decoder_output_biases
     assert enc_out.weight[:3].std().item() == pytest.approx(0.01, rel=0.1)  # the means' rows as --init normal
     assert dec_lin[-1].weight.std().item() == pytest.approx(0.01, rel=0.05)
     assert dec_lin[0].bias.std().item() == pytest.approx(0.01, rel=0.2)  # hidden biases are drawn, not zeroed
+    conv = vaelab.build_config("aevb-frey", overrides={"model": {"init": "normal-dlvm", "network": "conv"}})
+    with pytest.raises(vaelab.VaelabError, match="initialisation of --model mlp, not of ConvEncoder"):
+        VAE(conv.model)
 
 
 @pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.py")), ids=lambda p: p.name)
