@@ -440,6 +440,38 @@ def test_dlvm_init_zeroes_the_encoder_log_variance_and_the_decoder_output_biases
         VAE(conv.model)
 
 
+def test_adagrad_with_an_initial_sum_steps_as_sgd_until_the_squares_add_up():
+    """examples/adagrad_initial_sum.py: each step moves a weight by lr g / sqrt(S + sum g^2), so
+    with S = 10^4 a gradient of 1 moves it by lr / sqrt(10^4 + 1) (plain Adagrad: the whole lr), and
+    after 10^4 such steps by lr / sqrt(2 10^4 + 1)."""
+    from vaelab.config import TrainConfig
+    from vaelab.plugins import load
+    from vaelab.registry import OPTIMIZERS
+
+    load([str(REPO / "examples" / "adagrad_initial_sum.py")])
+    w = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))  # the weights' sum of 10^4 steps: no float32 rounding
+    opt = OPTIMIZERS["adagrad-sum1e4"]([w], TrainConfig(lr=0.01), torch.device("cpu"))
+    before = w.detach().clone()
+    w.grad = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    opt.step()
+    expected = 0.01 * w.grad / torch.sqrt(1e4 + w.grad**2)
+    torch.testing.assert_close(before - w.detach(), expected, rtol=1e-9, atol=0)
+    assert (before - w.detach())[0].item() == pytest.approx(0.01 / math.sqrt(1e4 + 1), rel=1e-9)
+    for _ in range(9999):
+        w.grad = torch.ones(3, dtype=torch.float64)
+        opt.step()
+    moved = w.detach().clone()
+    w.grad = torch.ones(3, dtype=torch.float64)
+    opt.step()
+    step = (moved - w.detach())[1].item()  # its sum: 10^4 + 4 + 9999 + 1
+    assert step == pytest.approx(0.01 / math.sqrt(1e4 + 4 + 1e4), rel=1e-9)
+    assert sorted(n for n in OPTIMIZERS.names() if n.startswith("adagrad-sum")) == [
+        "adagrad-sum1e3",
+        "adagrad-sum1e4",
+        "adagrad-sum1e5",
+    ]
+
+
 @pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.py")), ids=lambda p: p.name)
 def test_examples_run_as_their_docstrings_say(example, tmp_path, data_dir):
     """Each example's `$ ` command, shortened (Frey Face, one epoch) and into a temporary run.
