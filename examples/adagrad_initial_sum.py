@@ -2,9 +2,10 @@
 lr g / sqrt(S + its sum of g^2 so far). While a weight's squared gradients add up to less than S
 it moves as in plain SGD at step lr / sqrt(S) (10^-4 for S = 10^4 and the AEVB step 0.01); after
 that, as in Adagrad. torch's Adagrad (S = 0) moves every weight by the whole step lr from the
-first one. How long the SGD-like start lasts depends on the weight: in the Frey Face run below,
-after 6912 steps the squares had added up to a median 116 for the decoder's output weights and
-2150 for the encoder's first layer, and past 10^4 for a tenth of the encoder's first layer.
+first one. How long the SGD-like start lasts depends on the weight: in the N_z = 2 Frey Face run
+of docs/reproductions.md (the command below with --epochs 56658), after 6912 steps the squares
+had added up to a median 116 for the decoder's output weights and 2150 for the encoder's first
+layer, and past 10^4 for a tenth of the encoder's first layer.
 
 $ vaelab train --plugin examples/adagrad_initial_sum.py --preset aevb-frey --optimizer adagrad-sum1e4 --latent-dim 2 --out runs/frey-sum1e4
 

@@ -463,8 +463,8 @@ def test_adagrad_with_an_initial_sum_steps_as_sgd_until_the_squares_add_up():
     moved = w.detach().clone()
     w.grad = torch.ones(3, dtype=torch.float64)
     opt.step()
-    step = (moved - w.detach())[1].item()  # its sum: 10^4 + 4 + 9999 + 1
-    assert step == pytest.approx(0.01 / math.sqrt(1e4 + 4 + 1e4), rel=1e-9)
+    step = (moved - w.detach())[0].item()  # its sum: 10^4 + 1 + 9999 + 1
+    assert step == pytest.approx(0.01 / math.sqrt(2e4 + 1), rel=1e-9)
     assert sorted(n for n in OPTIMIZERS.names() if n.startswith("adagrad-sum")) == [
         "adagrad-sum1e3",
         "adagrad-sum1e4",
