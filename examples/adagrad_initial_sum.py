@@ -16,19 +16,18 @@ Adagrad this way: the example exists to test whether a slow, SGD-like start expl
 Frey Face curves (docs/reproductions.md, "Figure 2: the paper's early curves").
 """
 
-import torch
-
 import vaelab
+from vaelab.optim import adagrad
 
 INITIAL_SUMS = {"adagrad-sum1e3": 1e3, "adagrad-sum1e4": 1e4, "adagrad-sum1e5": 1e5}
 
 
 def _builder(initial_sum: float):
     def build(params, t, device):
-        fused = {"fused": True} if device.type == "cpu" else {"foreach": True}  # as vaelab's adagrad
-        return torch.optim.Adagrad(
-            params, lr=t.lr, weight_decay=t.weight_decay, initial_accumulator_value=initial_sum, **fused
-        )
+        opt = adagrad(params, t, device)  # vaelab's own Adagrad, its sums then started at S
+        for state in opt.state.values():
+            state["sum"].fill_(initial_sum)
+        return opt
 
     return build
 
