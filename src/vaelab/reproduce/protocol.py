@@ -16,7 +16,7 @@ from ..errors import VaelabError
 # `vaelab reproduce --list` names it under the table, so a figure is never read as another CPU's.
 COST_MACHINE = (
     "one thread of the project's 2-core Intel Xeon (AVX-512), nothing else running, 2026-12-02;"
-    " the same machine ran up to 3 times slower on 2026-12-03"
+    " the same machine ran up to 3 times slower on 2026-12-03, and an AMD EPYC (AVX2) 2.4-2.8 times"
 )
 
 
