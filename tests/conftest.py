@@ -1,7 +1,12 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# What the tests allow (plugin files trusted by vaelab.plugins) stays in a folder of their own,
+# never in the user's ~/.local/state/vaelab; subprocesses inherit it.
+os.environ["VAELAB_STATE_DIR"] = tempfile.mkdtemp(prefix="vaelab-test-state-")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from test_cli import assert_user_error, vaelab
+from vaelab.errors import VaelabError
 
 RUN = "{run}"  # placeholders filled per test: the shared tiny run and a scratch folder
 TMP = "{tmp}"
@@ -437,3 +438,396 @@ def test_an_internal_error_keeps_its_traceback_and_asks_for_a_report(capsys, mon
     assert code == 1
     assert "Traceback" in err and "RuntimeError: a bug" in err
     assert "internal error" in err.strip().splitlines()[-1] and "report" in err.strip().splitlines()[-1]
+
+
+# -- a file system that refuses, paths that cannot exist, files that are not files -------------
+
+LONG = "n" * 300  # one path component longer than any file system allows (255 bytes)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--out", f"{TMP}/{LONG}/run"],
+        ["train", "--config", f"{TMP}/{LONG}.toml"],
+        ["train", "--dataset", f"npy:{TMP}/{LONG}.npy"],
+        ["train", "--plugin", f"{TMP}/{LONG}.py"],
+        ["evaluate", f"{TMP}/{LONG}"],
+        ["sample", RUN, "-o", f"{TMP}/{LONG}.png"],
+    ],
+    ids=["out", "config", "npy", "plugin", "run", "output"],
+)
+def test_a_name_longer_than_the_file_system_allows_is_one_line(args, tiny_run, scratch, data_dir, capsys, tmp_path):
+    args = [a.replace(RUN, str(tiny_run)).replace(TMP, str(scratch)) for a in args]
+    if args[0] == "train" and "--out" not in args:
+        args += ["--out", str(tmp_path / "new-run")]
+    before = _snapshot(tiny_run)
+    code, _, err = run_cli(capsys, args)
+    assert_one_line(code, err, "longer than the file system allows")
+    assert _snapshot(tiny_run) == before
+
+
+def _deny(monkeypatch, name: str) -> None:
+    """Reading any file called `name` is refused as a file without read permission is (the tests
+    run as root, whom chmod does not stop)."""
+    import errno
+
+    from vaelab import safefs
+
+    real = safefs._open_regular
+
+    def refuse(path, follow):
+        if Path(path).name == name:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, follow)
+
+    monkeypatch.setattr(safefs, "_open_regular", refuse)
+
+
+@pytest.mark.parametrize(
+    "name, command, fragment",
+    [
+        ("config.json", ["evaluate", RUN], "config.json: permission denied"),
+        ("metrics.jsonl", ["report", RUN], "metrics.jsonl: permission denied"),
+        ("mine.toml", ["train", "--config", f"{TMP}/mine.toml"], "mine.toml: permission denied"),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_one_line(
+    name, command, fragment, tiny_run, scratch, tmp_path, capsys, monkeypatch
+):
+    run = _copy(tiny_run, tmp_path / "run")
+    (scratch / "mine.toml").write_text("[train]\nepochs = 1\n")
+    _deny(monkeypatch, name)
+    args = [a.replace(RUN, str(run)).replace(TMP, str(scratch)) for a in command]
+    if args[0] == "train":
+        args += ["--out", str(tmp_path / "new-run")]
+    before = _snapshot(run)
+    code, _, err = run_cli(capsys, args)
+    assert_one_line(code, err, fragment)
+    assert _snapshot(run) == before and not (tmp_path / "new-run").exists()
+
+
+def test_deeply_nested_json_is_one_line(tiny_run, tmp_path, capsys):
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "deep.json").write_text('{"model": {"options": ' + deep + "}}")
+    code, _, err = run_cli(capsys, ["train", "--config", tmp_path / "deep.json", "--out", tmp_path / "new"])
+    assert_one_line(code, err, "nested too deeply")
+    run = _copy(tiny_run, tmp_path / "run")
+    (run / "config.json").write_text('{"format": "vaelab-run-1", "data": ' + deep + "}")
+    code, _, err = run_cli(capsys, ["evaluate", run])
+    assert_one_line(code, err, "nested too deeply")
+
+
+def test_a_huge_image_size_is_refused_before_it_is_allocated(tmp_path, capsys):
+    for i in range(3):
+        _png(tmp_path / f"{i}.png")
+    code, _, err = run_cli(
+        capsys,
+        [
+            "train",
+            "--dataset",
+            f"folder:{tmp_path}",
+            "--image-size",
+            "2000000x2000000",
+            "--out",
+            tmp_path / "r",
+        ],
+    )
+    assert_one_line(code, err, "needs about")
+    assert "--image-size" in err
+
+
+def test_special_files_are_never_read_or_replaced(tiny_run, tmp_path, capsys, monkeypatch):
+    """A FIFO as data, as an image in a folder or as a config file would block the read for ever;
+    as an output it would be replaced by a regular file (so would /dev/null, as root)."""
+    from vaelab.safefs import check_output
+
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        _png(folder / f"{i}.png")
+    os.mkfifo(folder / "3.png")
+    os.mkfifo(tmp_path / "cfg.toml")
+    out = tmp_path / "new"
+    for args, fragment in (
+        (["train", "--dataset", f"npy:{fifo}", "--out", out], "FIFO"),
+        (["train", "--dataset", f"folder:{folder}", "--out", out], "3.png is a FIFO"),
+        (["train", "--config", tmp_path / "cfg.toml", "--out", out], "FIFO"),
+        (["sample", tiny_run, "-o", fifo], "FIFO"),
+        (["reconstruct", tiny_run, "-o", fifo], "FIFO"),
+        (["encode", tiny_run, "-o", fifo], "FIFO"),
+    ):
+        code, _, err = run_cli(capsys, args)
+        assert_one_line(code, err, fragment)
+        assert fifo.is_fifo() and not out.exists()
+    for device in ("/dev/null", "/dev/full"):
+        with pytest.raises(VaelabError, match="a character device, not a regular file"):
+            check_output(device)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["train", "--out", ""], ["train", "--resume", ""], ["sample", RUN, "-o", ""], ["evaluate", ""]],
+    ids=["out", "resume", "output", "run"],
+)
+def test_an_empty_path_is_a_mistake_not_the_default(args, tiny_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tiny_run)
+    code, _, err = run_cli(capsys, [a.replace(RUN, str(tiny_run)) for a in args])
+    assert_one_line(code, err, "expected a path, got an empty string")
+    assert _snapshot(tiny_run) == before and not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_when_taking_the_lock_leaves_nothing(tmp_path, data_dir, monkeypatch):
+    import errno
+
+    from vaelab import runs
+
+    real = os.open
+
+    def full(path, flags, *a):
+        if str(path).endswith(".lock"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, flags, *a)
+
+    monkeypatch.setattr(runs.os, "open", full)
+    cfg = _tiny_config(data_dir)
+    with pytest.raises(VaelabError, match="cannot write in"):
+        vaelab_api().train(cfg, tmp_path / "run", progress=False, log=lambda m: None)
+    assert not (tmp_path / "run").exists()
+
+
+def _tiny_config(data_dir, **train):
+    import vaelab
+
+    return vaelab.build_config(
+        overrides={
+            "data": {"dataset": "mnist", "data_dir": data_dir},
+            "model": {"hidden": [16], "latent_dim": 2},
+            "train": {"epochs": 1, "batch_size": 1000, "device": "cpu", **train},
+        }
+    )
+
+
+def vaelab_api():
+    import vaelab
+
+    return vaelab
+
+
+def test_an_evaluation_that_cannot_be_saved_is_still_printed(tiny_run, data_dir, capsys, monkeypatch):
+    from vaelab import api
+
+    def refuse(run, result, **kw):
+        raise VaelabError(f"cannot write {run}/evaluation_test.json: the file system is read-only; choose another path")
+
+    monkeypatch.setattr(api, "save_evaluation", refuse)
+    code, out, err = run_cli(capsys, ["evaluate", tiny_run, "--json"])
+    assert code == 0
+    assert json.loads(out)["neg_elbo"] > 0  # the computed result, printed all the same
+    assert "warning: the result below was not saved" in err and "read-only" in err
+
+
+def test_an_old_run_that_cannot_be_removed_is_reported(tmp_path, data_dir, monkeypatch):
+    from vaelab import runs
+
+    cfg = _tiny_config(data_dir)
+    run = vaelab_api().train(cfg, tmp_path / "run", progress=False, log=lambda m: None)
+    monkeypatch.setattr(runs.shutil, "rmtree", lambda *a, **kw: None)  # as a read-only old run resists
+    logged: list[str] = []
+    vaelab_api().train(_tiny_config(data_dir), run, overwrite=True, progress=False, log=logged.append)
+    hidden = [p for p in tmp_path.iterdir() if p.name.startswith(".run.overwrite-")]
+    assert len(hidden) == 1
+    assert any("could not be removed" in m and str(hidden[0]) in m for m in logged), logged
+
+
+def test_resume_without_its_resume_state_never_touches_the_weights(tiny_run, tmp_path, data_dir, capsys):
+    run = _copy(tiny_run, tmp_path / "run")
+    (run / "resume.safetensors").unlink()
+    before = _snapshot(run)
+    code, _, err = run_cli(capsys, ["train", "--resume", run, "--epochs", "2"])
+    assert_one_line(code, err, "its resume state (resume.safetensors")
+    assert "--overwrite" in err
+    assert _snapshot(run) == before
+
+
+def test_an_evaluation_that_cannot_finish_is_refused_with_its_estimate(tiny_run, data_dir, capsys):
+    code, _, err = run_cli(capsys, ["evaluate", tiny_run, "--iw-samples", str(10**21)])
+    assert_one_line(code, err, "would take about")
+    assert "years" in err and "samples/s" in err
+
+
+# -- weights and side files that are damaged --------------------------------------------------
+
+
+def _poison(run: Path) -> None:
+    import torch
+
+    def nan(tensors, meta):
+        key = next(iter(tensors))
+        tensors[key] = torch.full_like(tensors[key], float("nan"))
+        return tensors, meta
+
+    _rewrite_safetensors(run / "model.safetensors", nan)
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["plot"], ["report"], ["sample"]])
+def test_nan_weights_are_named(command, tiny_run, tmp_path, data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
+    run = _copy(tiny_run, tmp_path / "run")
+    _poison(run)
+    code, out, err = run_cli(capsys, [*command, run])
+    assert_one_line(code, err, "holds NaN or infinite values")
+    assert "nan" not in out
+
+
+def test_a_value_of_the_wrong_type_in_a_side_file(tiny_run, tmp_path, data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
+    run = _copy(tiny_run, tmp_path / "run")
+    code, _, _ = run_cli(capsys, ["evaluate", run])
+    assert code == 0
+    saved = json.loads((run / "evaluation_test.json").read_text())
+    (run / "evaluation_test.json").write_text(json.dumps({**saved, "active_units": "many", "n": float("nan")}))
+    code, out, err = run_cli(capsys, ["report", run])
+    assert code == 0, err
+    page = (run / "report.html").read_text()
+    assert "Left out, damaged: evaluation_test.json (active_units is &#x27;many&#x27;)" in page
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    (run / "metrics.jsonl").write_text(json.dumps({**record, "train_neg_elbo": "low"}) + "\n")
+    code, _, err = run_cli(capsys, ["report", run])
+    assert_one_line(code, err, "train_neg_elbo is 'low', not a number")
+
+
+def test_a_run_name_with_dollar_signs_is_drawn_as_written(tiny_run, tmp_path, data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
+    run = _copy(tiny_run, tmp_path / "price $x^$ run")
+    code, _, err = run_cli(capsys, ["plot", run, "--what", "curves"])
+    assert code == 0, err
+
+
+# -- the Python API ------------------------------------------------------------------------------
+
+
+def test_the_python_api_names_the_argument(tiny_run, data_dir, tmp_path):
+    import torch
+
+    import vaelab
+
+    model = vaelab.load(tiny_run, "cpu")
+    x = torch.rand(3, 1, 28, 28)
+    cases = [
+        (lambda: model.sample(0), "n (images) must be a whole number of at least 1, got 0"),
+        (lambda: model.log_weights(x, 0), "n (samples of z per point) must be"),
+        (
+            lambda: model.posterior(np.zeros((3, 1, 28, 28))),
+            "takes a torch.Tensor of shape (B, 1, 28, 28), got ndarray",
+        ),
+        (lambda: model.posterior(torch.zeros(3, 784)), "takes a batch of shape (B, 1, 28, 28), got (3, 784)"),
+        (lambda: vaelab.evaluate(tiny_run, samples=0, data_dir=data_dir), "samples must be"),
+        (lambda: vaelab.evaluate(tiny_run, iw_samples=-2, data_dir=data_dir), "iw_samples must be"),
+        (lambda: vaelab.reconstruct(tiny_run, n=0, data_dir=data_dir), "n must be a whole number of at least 1, got 0"),
+        (lambda: vaelab.reconstruct(tiny_run, n=-3, data_dir=data_dir), "got -3"),
+        (lambda: vaelab.sample(tiny_run, n=2.5), "got 2.5"),
+        (lambda: vaelab.train("cfg", tmp_path / "r"), "needs a Config as its first argument"),
+    ]
+    for call, fragment in cases:
+        with pytest.raises(VaelabError) as e:
+            call()
+        assert fragment in str(e.value), str(e.value)
+    assert vaelab.reconstruct(tiny_run, n=np.int64(2), data_dir=data_dir)[0].shape[0] == 2
+    assert not (tmp_path / "r").exists()
+
+
+# -- a run directory reaches nothing outside itself --------------------------------------------
+
+
+def _crafted_plugin_run(tiny_run: Path, tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
+    """A copy of a run whose config.json names a plugin file that, imported, leaves a mark."""
+    run = _copy(tiny_run, tmp_path / "sent-to-me")
+    mark = tmp_path / "the-plugin-ran"
+    plugin = tmp_path / f"{name}.py"
+    plugin.write_text(f"from pathlib import Path\nPath({str(mark)!r}).write_text('ran')\n")
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["plugins"] = [str(plugin)]
+    (run / "config.json").write_text(json.dumps(cfg))
+    return run, plugin, mark
+
+
+def test_a_run_cannot_run_its_plugins_without_leave(tiny_run, tmp_path, data_dir, capsys, monkeypatch):
+    import vaelab
+
+    monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
+    run, plugin, mark = _crafted_plugin_run(tiny_run, tmp_path, "evil_cli")
+    for command in (["evaluate", run], ["plot", run], ["report", run], ["sample", run], ["explore", run]):
+        code, _, err = run_cli(capsys, command)
+        assert_one_line(code, err, f"names plugin code that loading the run would run: {plugin}")
+        assert "--trust-plugins" in err
+        assert not mark.exists()
+    code, _, err = run_cli(capsys, ["train", "--resume", run, "--epochs", "2"])
+    assert_one_line(code, err, "--trust-plugins")
+    with pytest.raises(VaelabError, match="vaelab.trust_plugins"):
+        vaelab.load(run)
+    assert not mark.exists()
+    code, out, err = run_cli(capsys, ["evaluate", run, "--trust-plugins", "--json"])  # the user's say
+    assert code == 0, err
+    assert mark.read_text() == "ran"
+    code, _, _ = run_cli(capsys, ["sample", run])  # remembered for that file on this machine
+    assert code == 0
+    record = json.loads((Path(os.environ["VAELAB_STATE_DIR"]) / "trusted_plugins.json").read_text())
+    assert str(plugin) in record["files"]
+
+
+def test_trust_plugins_in_the_python_api(tiny_run, tmp_path):
+    import vaelab
+
+    run, plugin, mark = _crafted_plugin_run(tiny_run, tmp_path, "evil_api")
+    with pytest.raises(VaelabError, match="names plugin code"):
+        vaelab.load(run)
+    assert vaelab.trust_plugins(run) == [str(plugin)]
+    vaelab.load(run)
+    assert mark.exists()
+
+
+def test_symbolic_links_in_a_run_are_refused(tiny_run, tmp_path, data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_text("not for the report")
+    png = outside / "private.png"
+    _png(png)
+
+    run = _copy(tiny_run, tmp_path / "lock")
+    os.symlink(secret, run / ".lock")
+    code, _, err = run_cli(capsys, ["train", "--resume", run, "--epochs", "2"])
+    assert_one_line(code, err, ".lock is a symbolic link")
+    assert secret.read_text() == "not for the report"
+
+    for name, command, fragment in (
+        ("samples.png", ["report"], "samples.png is a symbolic link"),  # a picture read into the page
+        ("report.html", ["report"], "report.html: it is a symbolic link"),  # the page written through it
+        ("evaluation_test.json", ["report"], "evaluation_test.json is a symbolic link"),
+        ("model.safetensors", ["evaluate"], "model.safetensors is a symbolic link"),
+        ("metrics.jsonl", ["plot", "--what", "curves"], "metrics.jsonl is a symbolic link"),
+        ("config.json", ["evaluate"], "config.json is a symbolic link"),
+    ):
+        run = _copy(tiny_run, tmp_path / name)
+        run_cli(capsys, ["report", run])  # pictures newer than the weights, so a report reads them
+        real = run / name
+        target = outside / name
+        if real.exists():
+            shutil.copy(real, target)
+            real.unlink()
+        else:
+            target.write_text("{}")
+        if name == "samples.png":
+            shutil.copy(png, target)
+        os.symlink(target, real)
+        before = hashlib.sha256(target.read_bytes()).hexdigest()
+        code, _, err = run_cli(capsys, [*command, run])
+        assert_one_line(code, err, fragment)
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == before, name
+        assert real.is_symlink()

@@ -37,6 +37,7 @@ _EXPORTS = {
     "plot": "api",
     "report": "api",
     "reproduce": "api",
+    "trust_plugins": "api",
     "build_config": "config",
     "Config": "config",
     "DataConfig": "config",
@@ -107,10 +108,11 @@ __all__ = [
     "reproduce",
     "sample",
     "train",
+    "trust_plugins",
 ]
 
 if TYPE_CHECKING:
-    from .api import encode, evaluate, load, plot, reconstruct, report, reproduce, sample, train
+    from .api import encode, evaluate, load, plot, reconstruct, report, reproduce, sample, train, trust_plugins
     from .config import PRESETS, Config, DataConfig, ModelConfig, TrainConfig, build_config
     from .errors import VaelabError
     from .model import VAE

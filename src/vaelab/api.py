@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from . import checkpoint as ckpt
 from .config import Config
+from .errors import VaelabError, require_count
 from .evaluation import encode_run, evaluate_run, reconstruct_run
 from .model import VAE
 from .runs import check_resumable, load_run, save_evaluation
+from .safefs import atomic_write, make_parent
 from .training import train_run
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = [
     "save_evaluation",
     "save_npz",
     "check_resumable",
+    "trust_plugins",
 ]
 
 
@@ -57,6 +59,11 @@ def train(
     on_epoch: Sequence[Callable[[dict], None]] = (),
 ) -> Path:
     """Train a model described by `config` into the run directory `out` (see training.train_run)."""
+    if not isinstance(config, Config):
+        raise VaelabError(
+            f"vaelab.train needs a Config as its first argument (vaelab.build_config(...)), got "
+            f"{type(config).__name__} {config!r:.60}"
+        )
     return train_run(
         config,
         out,
@@ -92,6 +99,7 @@ def reconstruct(run: str | Path, split: str = "test", n: int = 32, **kw: Any) ->
 
 def sample(run: str | Path, n: int = 64, *, seed: int = 0, device: str = "auto") -> torch.Tensor:
     """n images E[x|z], z ~ p(z), on the CPU."""
+    require_count(n, "n")
     model = load(run, device)
     return model.sample(n, generator=torch.Generator(device=model.device).manual_seed(seed)).cpu()
 
@@ -124,15 +132,23 @@ def reproduce(name: str, out: str | Path, **kw: Any) -> dict | Path:
     return run_named(name, out, **kw)
 
 
+def trust_plugins(run: str | Path) -> list[str]:
+    """Allow the plugin files a run's config.json names to be imported when the run is loaded
+    (what `--trust-plugins` does; vaelab.plugins): do it only for runs whose code you trust."""
+    from .runs import trust_plugins as allow
+
+    return allow(run)
+
+
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     """Arrays to a .npz file, atomically."""
     path = Path(path)
-    ckpt.make_parent(path)
+    make_parent(path)
     with_suffix = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)  # type: ignore[arg-type]
 
-    ckpt.atomic_write(with_suffix, write)
+    atomic_write(with_suffix, write)
     return with_suffix

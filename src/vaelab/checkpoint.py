@@ -12,11 +12,8 @@ os.replace, so a crash or Ctrl-C never leaves a half-written file under a final 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,45 +24,10 @@ from .config import Config
 from .errors import VaelabError
 from .model import VAE
 from .resources import check_model
+from .safefs import atomic_write_all, no_link, parse_json, read_text
 
 CONFIG, WEIGHTS, RESUME, METRICS = "config.json", "model.safetensors", "resume.safetensors", "metrics.jsonl"
 FORMAT = "vaelab-run-1"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then move tmp_path to path; remove tmp_path on any failure. A file
-    system that refuses (a read-only folder, a full disk, a path through a file) is a VaelabError
-    naming the path; whatever was at `path` before is left as it was."""
-    atomic_write_all([(Path(path), write)])
-
-
-def atomic_write_all(writes: list[tuple[Path, Callable[[str], None]]]) -> None:
-    """Write several files as one: each goes to a temporary name in its folder first, and only
-    once all are written are they moved into place (renames need no space), so a failure half-way,
-    a full disk say, leaves the previous set whole and consistent."""
-    done: list[tuple[str, Path]] = []
-    path = None
-    try:
-        for path, write in writes:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            done.append((tmp, path))
-            write(tmp)
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file a normal file's mode
-        for tmp, target in done:
-            os.replace(tmp, target)
-    except OSError as e:
-        for tmp, _ in done:
-            Path(tmp).unlink(missing_ok=True)
-        if e.errno is None:
-            raise  # not the file system's answer (an OSError a library raised for something else)
-        raise _write_error(path or Path("."), e) from None
-    except BaseException:
-        for tmp, _ in done:
-            Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _save_tensors(tensors: dict, path: str, metadata: dict) -> None:
@@ -81,37 +43,13 @@ def _save_tensors(tensors: dict, path: str, metadata: dict) -> None:
         raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), path) from None
 
 
-def make_parent(path: str | Path) -> Path:
-    """Create the folder a file will be written to; a VaelabError where the file system refuses."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _write_error(path, e) from None
-    return path
-
-
-def _write_error(path: Path, e: OSError) -> VaelabError:
-    why = {
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "the disk quota is used up",
-        errno.EROFS: "the file system is read-only",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.ENOTDIR: "a part of the path is a file, not a folder",
-        errno.ENOENT: "its folder does not exist",
-        errno.EISDIR: "it is a folder",
-    }.get(e.errno or 0, e.strerror or str(e))
-    fix = "free some space and run it again" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "choose another path"
-    return VaelabError(f"cannot write {path}: {why}; {fix} (anything already there is unchanged)")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
 def save_config(run_dir: Path, cfg: Config) -> None:
-    atomic_write_text(run_dir / CONFIG, json.dumps({"format": FORMAT, **cfg.to_dict()}, indent=2) + "\n")
+    atomic_write_all([_config_write(run_dir, cfg)])
+
+
+def _config_write(run_dir: Path, cfg: Config):
+    text = json.dumps({"format": FORMAT, **cfg.to_dict()}, indent=2) + "\n"
+    return run_dir / CONFIG, lambda tmp: Path(tmp).write_text(text)
 
 
 def load_config(run_dir: str | Path) -> Config:
@@ -121,12 +59,12 @@ def load_config(run_dir: str | Path) -> Config:
         raise VaelabError(f"run directory {run_dir} does not exist; train one with `vaelab train --out {run_dir}`")
     if not path.is_file():
         raise VaelabError(f"{run_dir} is not a vaelab run (no {CONFIG}); give the folder `vaelab train --out` wrote")
-    try:
-        d = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise VaelabError(f"{path} is damaged ({e}); restore it or retrain the run") from None
+    d = parse_json(read_text(path, in_run=True), path, "restore it or retrain the run")
     if not isinstance(d, dict) or d.pop("format", None) != FORMAT:
         raise VaelabError(f"{path} is not a {FORMAT} config; was it written by vaelab?")
+    from . import plugins
+
+    plugins.require_trusted(plugins.recorded_plugins(d), path)  # a run's plugin files are code: only with leave
     if isinstance(d.get("data"), dict):  # a run saved before splits were versioned: the first way
         d["data"].setdefault("split_version", 1)
     return Config.from_dict(d, source=str(path)).validate()
@@ -135,8 +73,7 @@ def load_config(run_dir: str | Path) -> Config:
 def _read_safetensors(path: Path):
     from safetensors import safe_open
 
-    if not path.is_file():
-        raise VaelabError(f"{path} is missing; the run has no saved weights yet (train it, or resume it)")
+    _require_weights_file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -146,6 +83,23 @@ def _read_safetensors(path: Path):
             f"{path} is damaged or not a safetensors file ({e}); retrain, or resume from a good copy"
         ) from None
     return tensors, _vaelab_metadata(meta, path)
+
+
+def _require_weights_file(path: Path) -> None:
+    """A weights file of the run itself: a regular file, not a link to somewhere else."""
+    no_link(path, "file")
+    if not path.is_file():
+        raise VaelabError(f"{path} is missing; the run has no saved weights yet (train it, or resume it)")
+
+
+def _check_finite(tensors: dict, path: Path) -> None:
+    """Training never saves a NaN or an infinity (it stops first), so one in a weights file is damage."""
+    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise VaelabError(
+            f"{path} holds NaN or infinite values (in {bad}); the file is damaged: restore it from a copy, "
+            "or retrain the run"
+        )
 
 
 def _vaelab_metadata(meta: dict, path: Path) -> dict:
@@ -188,8 +142,7 @@ def weights_info(run_dir: str | Path) -> dict:
     from safetensors import safe_open
 
     path = Path(run_dir) / WEIGHTS
-    if not path.is_file():
-        raise VaelabError(f"{path} is missing; the run has no saved weights yet (train it, or resume it)")
+    _require_weights_file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -208,6 +161,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
     model = VAE(cfg.model)
     tensors, info = _read_safetensors(run_dir / WEIGHTS)
     _check_state_dict(model, tensors, run_dir / WEIGHTS)
+    _check_finite(tensors, run_dir / WEIGHTS)
     model.load_state_dict(tensors)
     step = info.get("step", 0)
     step = step if isinstance(step, int) and step >= 0 else 0
@@ -227,13 +181,17 @@ def save_checkpoint(
     state: dict,
     tensors: dict[str, torch.Tensor],
     history: list[dict],
+    cfg: Config | None = None,
 ) -> None:
-    """The resume state, the weights and the metrics, written as one (atomic_write_all)."""
+    """The resume state, the weights, the metrics and (given `cfg`) the config, written as one
+    (atomic_write_all): a resumed run's config.json says its new number of epochs only once a
+    checkpoint of it exists."""
     atomic_write_all(
         [
             _resume_write(run_dir, model, optimizer, state, tensors),
             _weights_write(run_dir, model, {"epoch": state["epoch"], "step": state["step"]}),
             _metrics_write(run_dir, history),
+            *([_config_write(run_dir, cfg)] if cfg is not None else []),
         ]
     )
 
@@ -265,6 +223,7 @@ def load_resume(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer):
     damaged = lambda what: VaelabError(f"{path} is damaged ({what}); resume from a good copy or retrain")
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
     _check_state_dict(model, weights, path)
+    _check_finite(tensors, path)
     state = meta.get("state")
     ints = ("epoch", "step", "pos")
     if not isinstance(state, dict) or any(not isinstance(state.get(k), int) or state[k] < 0 for k in ints):
@@ -353,17 +312,18 @@ def _metrics_write(run_dir: Path, history: list[dict]):
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / METRICS
-    if not path.is_file():
+    if not path.is_file() and not path.is_symlink():
         return []
     records = []
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    fix = "resume the run to rewrite it"
+    for n, line in enumerate(read_text(path, in_run=True).splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise VaelabError(f"{path} is damaged at line {n} ({e}); resume the run to rewrite it") from None
+        record = parse_json(line, path, fix, at=f" at line {n}")
         if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
-            raise VaelabError(f"{path} is damaged at line {n} (not a metrics record); resume the run to rewrite it")
+            raise VaelabError(f"{path} is damaged at line {n} (not a metrics record); {fix}")
+        wrong = next((k for k, v in record.items() if v is not None and not isinstance(v, (int, float))), None)
+        if wrong is not None:
+            raise VaelabError(f"{path} is damaged at line {n} ({wrong} is {record[wrong]!r}, not a number); {fix}")
         records.append(record)
     return records

@@ -51,8 +51,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+TRUST_HELP = (
+    "import the plugin files the run's config.json names (a plugin is code: allow it only for a run "
+    "whose code you trust); remembered for those files on this machine"
+)
+
+
 def _add_run_args(p, device=True, data_dir=True):
-    p.add_argument("run", help="run directory written by `vaelab train`")
+    p.add_argument("run", type=_path, help="run directory written by `vaelab train`")
+    p.add_argument("--trust-plugins", action="store_true", help=TRUST_HELP)
     if device:
         p.add_argument(
             "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute (default: auto)"
@@ -61,6 +68,7 @@ def _add_run_args(p, device=True, data_dir=True):
         p.add_argument(
             "--data-dir",
             default=None,
+            type=_path,
             help="data directory (default: the run's, else $VAELAB_DATA_DIR, else ~/.cache/vaelab)",
         )
 
@@ -85,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         "@vaelab.register_network, register_latent, register_prior, ... (repeatable; recorded in "
         "the run, and imported again by every later command on it)",
     )
-    p.add_argument("--config", metavar="FILE", help="a .toml or .json file with [data], [model], [train] tables")
+    p.add_argument(
+        "--config", metavar="FILE", type=_path, help="a .toml or .json file with [data], [model], [train] tables"
+    )
     p.add_argument(
         "--option",
         action="append",
@@ -104,10 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
             kw["choices"] = f.metadata["choices"]  # registry choices are checked by the config
         action = p.add_argument(f.metadata["flag"], **kw)
         action.vaelab_field = f  # type: ignore[attr-defined]  # read by _Formatter
-    p.add_argument("--out", metavar="RUN", help="run directory to create (default: runs/<preset or dataset>)")
     p.add_argument(
-        "--resume", metavar="RUN", help="continue the run in RUN exactly where it stopped (--epochs may extend it)"
+        "--out", metavar="RUN", type=_path, help="run directory to create (default: runs/<preset or dataset>)"
     )
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        type=_path,
+        help="continue the run in RUN exactly where it stopped (--epochs may extend it)",
+    )
+    p.add_argument("--trust-plugins", action="store_true", help="with --resume: " + TRUST_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -144,14 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="a grid of images generated from the prior")
     _add_run_args(p, data_dir=False)
     p.add_argument("-n", type=int, default=64, help="number of images (default: 64)")
-    p.add_argument("-o", "--output", default=None, help="PNG file (default: RUN/samples.png)")
+    p.add_argument("-o", "--output", default=None, type=_path, help="PNG file (default: RUN/samples.png)")
     p.add_argument("--seed", type=_seed, default=0)
 
     p = sub.add_parser("reconstruct", help="test images above their reconstructions")
     _add_run_args(p)
     p.add_argument("-n", type=int, default=32, help="number of images (default: 32)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("-o", "--output", default=None, help="PNG file (default: RUN/reconstructions.png)")
+    p.add_argument("-o", "--output", default=None, type=_path, help="PNG file (default: RUN/reconstructions.png)")
 
     p = sub.add_parser(
         "encode",
@@ -160,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_args(p)
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("-o", "--output", default=None, help="NPZ file (default: RUN/z_<split>.npz)")
+    p.add_argument("-o", "--output", default=None, type=_path, help="NPZ file (default: RUN/z_<split>.npz)")
 
     p = sub.add_parser(
         "plot",
@@ -240,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         metavar="DIR",
         action="append",
+        type=_path,
         help="the reproduction's directory (default: runs/reproduce/NAME); for a figure, the folder "
         "that holds its members' directories (DIR/<member>) and the figure (default: "
         "runs/reproduce); with --list, directories (or folders of them) whose progress to show, "
@@ -270,22 +287,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--table",
         nargs="+",
+        type=_path,
         metavar="DIR",
         help="print the Markdown table of the reproduction.json files under these directories",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute (default: auto)")
     graphs = next(f for section, f in cli_fields() if section == "train" and f.name == "cuda_graphs")
     p.add_argument("--cuda-graphs", action="store_true", help=_field_help(graphs) + " (may differ between resumes)")
-    p.add_argument("--data-dir", default=None, help="data directory (default: $VAELAB_DATA_DIR, else ~/.cache/vaelab)")
+    p.add_argument(
+        "--data-dir", default=None, type=_path, help="data directory (default: $VAELAB_DATA_DIR, else ~/.cache/vaelab)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("data", help="list or download data sets")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=Parser)
     q = dsub.add_parser("list", help="each data set and whether its files are present and verified")
-    q.add_argument("--data-dir", default=None)
+    q.add_argument("--data-dir", default=None, type=_path)
     q = dsub.add_parser("download", help="fetch a data set's files (checksums verified)")
     q.add_argument("name")
-    q.add_argument("--data-dir", default=None)
+    q.add_argument("--data-dir", default=None, type=_path)
     return parser
 
 
@@ -318,6 +338,14 @@ def _option(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         parsed = value
     return key.strip(), parsed
+
+
+def _path(text: str) -> str:
+    """A path argument: an empty string is a mistake (a shell variable that was not set), never
+    "not given", which would fall back to a default folder or file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
 
 
 def _positive(text: str) -> int:
@@ -375,6 +403,9 @@ def _log(msg: str) -> None:
 
 def cmd_train(args) -> int:
     from .api import train
+
+    if args.trust_plugins and not args.resume:
+        raise VaelabError("--trust-plugins allows the plugins of a saved run: give it with --resume RUN")
 
     overrides: dict[str, dict] = {}
     for key, value in vars(args).items():
@@ -455,6 +486,7 @@ def cmd_sample(args) -> int:
     from .viz import save_grid
 
     _check_count(args.n)
+    _check_output(args.output)
     path = save_grid(
         sample(args.run, args.n, seed=args.seed, device=args.device), args.output or Path(args.run) / "samples.png"
     )
@@ -467,6 +499,7 @@ def cmd_reconstruct(args) -> int:
     from .viz import save_recon
 
     _check_count(args.n)
+    _check_output(args.output)
     x, r = reconstruct(args.run, args.split, args.n, device=args.device, data_dir=args.data_dir)
     print(save_recon(x, r, args.output or Path(args.run) / "reconstructions.png"))
     return 0
@@ -475,6 +508,7 @@ def cmd_reconstruct(args) -> int:
 def cmd_encode(args) -> int:
     from .api import encode, save_npz
 
+    _check_output(args.output)
     arrays = encode(args.run, args.split, device=args.device, data_dir=args.data_dir)
     print(save_npz(args.output or Path(args.run) / f"z_{args.split}.npz", arrays))
     return 0
@@ -509,15 +543,24 @@ def _check_count(n: int) -> None:
         raise VaelabError(f"-n must be between 1 and {MAX_PICTURE_IMAGES} images for one picture, got {n}")
 
 
+def _check_output(path: str | None) -> None:
+    """-o FILE: refused before any work when it is a link or a special file (/dev/null, a FIFO)."""
+    if path is not None:
+        from .safefs import check_output
+
+        check_output(path)
+
+
 def _save_evaluation(args, result: dict) -> None:
     """Keep the result in RUN/evaluation_<split>.json for `vaelab report`; a run folder that
-    cannot be written to only costs a warning."""
+    cannot be written to (read-only, a full disk) only costs a warning: the result is still
+    printed."""
     from .api import save_evaluation
 
     try:
         save_evaluation(args.run, result, samples=args.samples, seed=args.seed)
-    except OSError as e:
-        _log(f"vaelab: warning: could not save the result in {args.run} ({e})")
+    except (OSError, VaelabError) as e:
+        _log(f"vaelab: warning: the result below was not saved in {args.run} ({e})")
 
 
 def cmd_plot(args) -> int:
@@ -626,6 +669,10 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "trust_plugins", False) and (getattr(args, "run", None) or args.resume):
+            from .runs import trust_plugins
+
+            trust_plugins(getattr(args, "run", None) or args.resume, log=_log)
         return COMMANDS[args.command](args)
     except VaelabError as e:
         print(f"vaelab: error: {e}", file=sys.stderr)
@@ -639,17 +686,28 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `vaelab data list | head -1`: the reader has gone; nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except Exception:
-        # Not an error a user can cause: a bug. Keep the traceback, and ask for the report.
-        import traceback
+    except OSError as e:
+        from .safefs import USER_ERRNOS, from_os_error
 
-        traceback.print_exc()
-        print(
-            f"vaelab: internal error: this is a bug in vaelab {_version()}, not in your input; please report "
-            "it with the command you ran and the traceback above",
-            file=sys.stderr,
-        )
-        return 1
+        if e.errno not in USER_ERRNOS:  # anything else is a bug: keep its traceback
+            return _internal_error()
+        print(f"vaelab: error: {from_os_error(e)}", file=sys.stderr)
+        return 2
+    except Exception:
+        return _internal_error()
+
+
+def _internal_error() -> int:
+    """Not an error a user can cause: a bug. Keep the traceback, and ask for the report."""
+    import traceback
+
+    traceback.print_exc()
+    print(
+        f"vaelab: internal error: this is a bug in vaelab {_version()}, not in your input; please report "
+        "it with the command you ran and the traceback above",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -120,6 +120,8 @@ class DataConfig:
         from .registry import DATASETS
 
         validate_fields(self, "data")
+        if self.data_dir is not None and not self.data_dir.strip():
+            raise VaelabError("--data-dir needs a folder's path, got an empty string (leave it out for the default)")
         if is_custom(self.dataset):
             self.dataset = normalize_source(self.dataset)  # absolute path, so the run works from anywhere
         elif self.dataset not in DATASETS:
@@ -670,18 +672,23 @@ PRESETS: dict[str, dict] = {
 
 
 def load_file(path: str | Path) -> dict:
+    from .safefs import read_bytes
+
     path = Path(path)
-    if not path.is_file():
+    if str(path) in ("", "."):
+        raise VaelabError("--config needs a file's path, got an empty one")
+    if path.suffix not in (".toml", ".json"):
+        raise VaelabError(f"config file {path} must end in .toml or .json")
+    if not path.exists() and not path.is_symlink():
         raise VaelabError(f"config file {path} not found")
+    raw = read_bytes(path, in_run=False)  # a regular file only: never waits on a FIFO
     try:
-        if path.suffix == ".toml":
-            with open(path, "rb") as fh:
-                return tomllib.load(fh)
-        if path.suffix == ".json":
-            return json.loads(path.read_text())
+        text = raw.decode("utf-8")
+        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise VaelabError(f"config file {path} is not valid {path.suffix[1:].upper()}: {e}") from None
-    raise VaelabError(f"config file {path} must end in .toml or .json")
+    except RecursionError:
+        raise VaelabError(f"config file {path} is nested too deeply to be a config; write a flat one") from None
 
 
 def build_config(
@@ -701,7 +708,11 @@ def build_config(
         cfg = Config.from_dict(load_file(file), cfg, str(file))
     if overrides:
         cfg = Config.from_dict(overrides, cfg, "command line")
-    return cfg.validate()
+    cfg = cfg.validate()
+    from .plugins import trust
+
+    trust(cfg.plugins)  # the user named them: later commands on this run may import them
+    return cfg
 
 
 def cli_fields() -> Iterator[tuple[str, dataclasses.Field]]:

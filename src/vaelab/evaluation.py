@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .dataprep import load_inputs
-from .errors import VaelabError
+from .errors import VaelabError, require_count
 from .model import VAE, n_pixels
 from .objectives import elbo_terms
 from .runs import load_run
@@ -185,6 +185,46 @@ def iw_log_px(
     return out
 
 
+# An evaluation measured to need longer than this is refused before it starts: it would not end.
+MAX_EVALUATION_SECONDS = 30 * 24 * 3600
+MEASURE_ABOVE = 10**8  # (point, sample) pairs: smaller evaluations end within minutes; not measured
+
+
+@torch.inference_mode()
+def check_work(model: VAE, x: torch.Tensor, samples: int, max_memory: int = 2 * 2**30) -> float | None:
+    """Refuse, before the work, an evaluation of `samples` decoder samples per point of x that
+    cannot finish: above MEASURE_ABOVE (point, sample) pairs one decoder pass of the size the
+    evaluation uses is timed here, and an estimate over MAX_EVALUATION_SECONDS is a VaelabError
+    that says it. Returns the estimate in seconds (None when not measured)."""
+    import time
+
+    pairs = x.shape[0] * samples
+    if pairs <= MEASURE_ABOVE:
+        return None
+    points, per_pass = chunk_shape(model, samples, max_memory)
+    xb = x[: max(1, min(points, x.shape[0]))].to(model.device)
+    with seeded(0, model.device):
+        model.log_weights(xb, per_pass, proposal=True)  # warm-up: first-call costs are not the rate
+        start = time.perf_counter()
+        model.log_weights(xb, per_pass, proposal=True).log_w.sum().item()
+        seconds = time.perf_counter() - start
+    estimate = seconds / (xb.shape[0] * per_pass) * pairs
+    if estimate > MAX_EVALUATION_SECONDS:
+        raise VaelabError(
+            f"{samples:,} samples of z for each of {x.shape[0]:,} points would take about {_duration(estimate)} "
+            f"here (measured: {xb.shape[0] * per_pass / seconds:,.0f} samples/s); ask for fewer "
+            "(--iw-samples 5000 is the papers' nll, --samples 1 their ELBO)"
+        )
+    return estimate
+
+
+def _duration(seconds: float) -> str:
+    years = seconds / (365.25 * 24 * 3600)
+    if years >= 1:
+        return f"{years:.3g} years"
+    return f"{seconds / 86400:.3g} days"
+
+
 def active_units(mu: torch.Tensor, threshold: float = 1e-2) -> int:
     """Latent dimensions u with Cov_x(E_q[z_u]) > threshold (Burda et al. 2016, section 5.2)."""
     return int((_moments(mu)[1] > threshold).sum())
@@ -219,12 +259,14 @@ def evaluate_run(
     active units, and with `iw_samples` = K the importance-sampled `nll` (-mean L_K). With
     relaxed=True the ELBO terms are those of the latent as trained (a categorical latent's
     Gumbel-Softmax relaxation at the last training temperature) instead of the discrete model."""
+    require_count(samples, "samples")
+    if iw_samples is not None:
+        require_count(iw_samples, "iw_samples")
     ctx = distributed.init(device)  # under torchrun, each rank evaluates its share of the points
     cfg, model = load_run(run, device, data_dir)
-    if iw_samples is not None and iw_samples < 1:
-        raise VaelabError(f"--iw-samples must be at least 1, got {iw_samples}")
     x = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape).images
     x = x[ctx.local_slice(x.shape[0])]
+    check_work(model, x, samples + (iw_samples or 0), max_memory)
     result = {
         "split": split,
         "dataset": cfg.data.dataset,
@@ -268,6 +310,7 @@ def reconstruct_run(
     run: str | Path, split: str = "test", n: int = 32, *, device: str = "auto", data_dir: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n images of a split and their reconstructions, both (n, C, H, W) on the CPU."""
+    require_count(n, "n")
     cfg, model = load_run(run, device, data_dir)
     x = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape).images[:n]
     return x, model.reconstruct(x.to(model.device)).cpu()

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .errors import VaelabError
+from .errors import VaelabError, require_count
 from .parts import analytic_kl, require_analytic_kl
 from .registry import BASELINES, INITS, LIKELIHOODS, NETWORKS, POSTERIORS, PRIORS
 
@@ -114,6 +114,7 @@ class VAE(nn.Module):
         """Parameters of q(z|x) for images x (B, C, H, W): for the Gaussian, [mu, logvar].
         Always float32: under mixed precision the networks run in bf16/fp16, while the
         densities, the KL and the likelihood are computed in float32."""
+        self.check_input(x)
         return self.encoder(x).float()
 
     def decode(self, z):
@@ -134,6 +135,7 @@ class VAE(nn.Module):
         family), for gradients through z. proposal=True: samples of the model as evaluated (a
         discrete family's one-hot codes), with log q(z|x) kept in `log_q`: importance sampling
         and the score-function estimator. ratio=False skips log q - log p (an analytic KL)."""
+        require_count(n, "n (samples of z per point)")
         params = self.encode(x) if params is None else params
         log_q = None
         if proposal:
@@ -162,6 +164,19 @@ class VAE(nn.Module):
         return analytic_kl(self.latent, self.prior) is not None
 
     # -- what users ask of a trained model --------------------------------------------------
+    def check_input(self, x) -> None:
+        """A batch handed to the model from outside: a tensor of shape (B, *input_shape), else one
+        VaelabError naming the shape expected (a cheap check: no pass over the values)."""
+        if not isinstance(x, torch.Tensor):
+            raise VaelabError(
+                f"the model takes a torch.Tensor of shape (B, {', '.join(map(str, self.input_shape))}), got "
+                f"{type(x).__name__}; convert it with torch.as_tensor(x, dtype=torch.float32)"
+            )
+        if x.dim() != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise VaelabError(
+                f"the model takes a batch of shape (B, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}"
+            )
+
     def posterior(self, x):
         """q(z|x) as a torch.distributions object."""
         return self.latent.distribution(self.encode(x))
@@ -177,6 +192,7 @@ class VAE(nn.Module):
     @torch.inference_mode()
     def sample(self, n: int, generator: torch.Generator | None = None, mean: bool = True):
         """n images from the model: z ~ p(z), then E[x|z] (mean=True) or a draw from p(x|z)."""
+        require_count(n, "n (images)")
         z = self.prior.sample(n, device=self.device, generator=generator)
         params = self.decode(z)
         x = self.likelihood.mean(params) if mean else self.likelihood.sample(params, generator)

@@ -6,6 +6,14 @@ decorators (vaelab.register_*).
 A run records its plugins in config.json, and every later command on it (evaluate, sample, plot,
 report, explore, --resume) imports them again before reading the rest of the config, so the
 parts' names resolve. A plugin that cannot be imported is one line naming it.
+
+A plugin is code, and a run directory may come from someone else: importing the plugin files a
+copied run names would run their code, as unpickling would. So a run's plugin files are imported
+only when the user has said so: files this user passed to `--plugin` (or to `build_config`'s
+`plugins`) or allowed with `--trust-plugins RUN` (`vaelab.trust_plugins(RUN)`) on this machine
+are recorded in `trusted_plugins.json` under $VAELAB_STATE_DIR (default
+$XDG_STATE_HOME/vaelab, else ~/.local/state/vaelab); any other is refused in one line that names
+it and says how to allow it. Plugins given as module names are installed code and need no leave.
 """
 
 from __future__ import annotations
@@ -13,9 +21,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import json
+import os
 import re
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -97,3 +108,83 @@ def _failure(spec: str, e: Exception) -> VaelabError:
     theirs = [f for f in frames if not Path(f.filename).is_relative_to(_VAELAB)] or frames
     where = f" at {theirs[-1].filename}:{theirs[-1].lineno}" if theirs else ""
     return VaelabError(f"plugin {spec} failed while importing{where}: {type(e).__name__}: {e}")
+
+
+# -- which plugin files a run may import ----------------------------------------------------
+
+TRUST_FILE = "trusted_plugins.json"
+_trusted_here: set[str] = set()  # allowed in this process (kept even where the record cannot be written)
+
+
+def state_dir() -> Path:
+    """Where vaelab keeps what this user allowed: $VAELAB_STATE_DIR, else $XDG_STATE_HOME/vaelab,
+    else ~/.local/state/vaelab."""
+    if os.environ.get("VAELAB_STATE_DIR"):
+        return Path(os.environ["VAELAB_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "vaelab"
+
+
+def _recorded() -> set[str]:
+    from .safefs import read_text
+
+    path = state_dir() / TRUST_FILE
+    try:
+        data = json.loads(read_text(path, in_run=False))
+    except (VaelabError, ValueError, RecursionError):
+        return set()  # no record yet (or an unreadable one): nothing is allowed but what this process allows
+    files = data.get("files") if isinstance(data, dict) else None
+    return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
+
+
+def is_trusted(spec: str) -> bool:
+    """A module name (installed code), a file this process imported or allowed, or a file this
+    user allowed before (the record in state_dir())."""
+    return not is_file(spec) or spec in _loaded or spec in _trusted_here or spec in _recorded()
+
+
+def trust(specs: list[str] | tuple[str, ...], log: Callable[[str], None] | None = None) -> None:
+    """Record the plugin files in `specs` as this user's choice: later commands on runs that name
+    them import them. The record is written atomically; where it cannot be written (a read-only
+    home), the files are allowed for this process only, and `log` says so."""
+    files = {normalize(s) for s in specs if isinstance(s, str) and s.strip() and is_file(s.strip())}
+    if not files:
+        return
+    _trusted_here.update(files)
+    have = _recorded()
+    if files <= have:
+        return
+    from .safefs import atomic_write_text
+
+    path = state_dir() / TRUST_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"files": sorted(have | files)}, indent=1) + "\n")
+    except (OSError, VaelabError) as e:
+        if log is not None:
+            log(f"vaelab: warning: could not record the trusted plugins in {path} ({e}); allowed for this command only")
+
+
+def recorded_plugins(config: dict) -> list[str]:
+    """The plugins a run's config.json names (its `plugins` list), as written."""
+    specs = config.get("plugins", []) if isinstance(config, dict) else []
+    return [s for s in specs if isinstance(s, str)] if isinstance(specs, list) else []
+
+
+def require_trusted(specs: list[str], config_path: Path) -> None:
+    """Refuse, in one line, a run whose config names plugin files this user has not allowed."""
+    strangers = []
+    for spec in specs:
+        try:
+            spec = normalize(spec)
+        except VaelabError:
+            continue  # Config.from_dict names a malformed entry
+        if not is_trusted(spec):
+            strangers.append(spec)
+    if strangers:
+        run = config_path.parent
+        raise VaelabError(
+            f"{config_path} names plugin code that loading the run would run: {', '.join(strangers)}; vaelab "
+            f"imports a run's plugin files only with your leave: if you trust them, add --trust-plugins "
+            f"(Python: vaelab.trust_plugins({str(run)!r})), or install them as a module"
+        )

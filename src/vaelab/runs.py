@@ -23,6 +23,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import checkpoint as ckpt
 from .errors import VaelabError
+from .safefs import atomic_write_text
 
 if TYPE_CHECKING:
     from .config import Config
@@ -61,9 +63,18 @@ def _lock(directory: Path, what: str) -> int:
 
     path = directory / LOCK
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a .lock planted as a link is refused, never truncated through to its target
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise VaelabError(
+                f"{path} is a symbolic link; vaelab follows no link inside a run directory: remove it "
+                "(no vaelab process holds a link as its lock)"
+            ) from None
         raise VaelabError(f"cannot write in {directory} ({e.strerror}); choose a folder you can write to") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise VaelabError(f"{path} is not a regular file; remove it (vaelab's lock is an ordinary empty file)")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -75,8 +86,13 @@ def _lock(directory: Path, what: str) -> int:
             f"{directory} is in use by another vaelab process ({holder}); wait for it to finish "
             "or stop it, then run this again"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} ({what})\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({what})\n".encode(), 0)
+    except OSError as e:  # a full disk: the lock is held all the same; only its note is missing
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            os.close(fd)
+            raise
     return fd
 
 
@@ -102,7 +118,7 @@ def exclusive(directory: str | Path, what: str = "run") -> Iterator[None]:
 
 
 def remove_temporary_files(run: Path) -> None:
-    """Leftovers of atomic writes that were killed half-way (checkpoint.atomic_write's names)."""
+    """Leftovers of atomic writes that were killed half-way (safefs.atomic_write's names)."""
     for p in run.glob(".*.tmp"):
         p.unlink(missing_ok=True)
 
@@ -158,6 +174,7 @@ class TrainingDir:
         self.fresh_files = fresh_files  # config.json is this training's (not a resumed run's settings)
         self.checkpointed = resume  # a checkpoint of this run exists on disk
         self.on_move: list[Callable[[Path], None]] = []
+        self.log: Callable[[str], None] = lambda msg: None
 
     def saved(self, *_: object) -> None:
         """The trainer wrote a checkpoint: the first one makes an --overwrite run the run in DIR."""
@@ -168,6 +185,11 @@ class TrainingDir:
             for hook in self.on_move:
                 hook(self.path)
             shutil.rmtree(old, ignore_errors=True)
+            if old.exists() or old.is_symlink():
+                self.log(
+                    f"vaelab: warning: the replaced run could not be removed (read-only?); it is kept in {old}: "
+                    "remove it by hand"
+                )
 
     def discard(self) -> None:
         """The training failed before its first checkpoint: remove what it wrote."""
@@ -221,7 +243,16 @@ def training_dir(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VaelabError(f"cannot create {out} ({e.strerror}); choose a folder you can write to") from None
-    fd = _lock(out, "vaelab train")
+    try:
+        fd = _lock(out, "vaelab train")
+    except BaseException:
+        if created:  # leave nothing behind: not a folder holding only a lock
+            (out / LOCK).unlink(missing_ok=True)
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
     staging_fd = None
     try:
         remove_temporary_files(out)
@@ -230,6 +261,13 @@ def training_dir(
             overwrite and not resume and bool(_entries(out)) and (has_checkpoint(out) or (out / ckpt.WEIGHTS).is_file())
         )
         if resume and not has_checkpoint(out):
+            if (out / ckpt.WEIGHTS).exists() or ckpt.read_metrics(out):
+                raise VaelabError(
+                    f"cannot resume {out}: it holds trained weights but its resume state "
+                    f"({ckpt.RESUME}: optimizer, random state, position) is missing, so it cannot continue "
+                    f"exactly; restore {ckpt.RESUME} from a copy, or start again with `vaelab train --overwrite "
+                    f"--out {out}` (the weights are kept until the new run's first checkpoint)"
+                )
             log(
                 f"vaelab: {out} has no checkpoint (its training stopped before the first one was written); "
                 "starting it from the beginning with its saved settings"
@@ -244,6 +282,7 @@ def training_dir(
         slot = TrainingDir(
             out, path, resume=resume and has_checkpoint(out), staged=staged, created=created, fresh_files=not resume
         )
+        slot.log = log
         try:
             yield slot
         except BaseException:
@@ -299,5 +338,20 @@ def save_evaluation(run: str | Path, result: dict, **settings: Any) -> Path:
     """Keep an `evaluate` result in the run as evaluation_<split>.json (atomic), with the
     settings that produced it, for `vaelab report`."""
     path = Path(run) / f"evaluation_{result['split']}.json"
-    ckpt.atomic_write_text(path, json.dumps({**result, **settings}, indent=2) + "\n")
+    atomic_write_text(path, json.dumps({**result, **settings}, indent=2) + "\n")
     return path
+
+
+def trust_plugins(run: str | Path, log: Callable[[str], None] | None = None) -> list[str]:
+    """Allow the plugin files a run's config.json names (`--trust-plugins`; vaelab.plugins says
+    why a run's plugins need leave); returns them."""
+    from .plugins import is_file, recorded_plugins, trust
+    from .safefs import parse_json, read_text
+
+    path = Path(run) / ckpt.CONFIG
+    if not path.is_file() and not path.is_symlink():
+        return []  # loading the run names what is missing
+    specs = recorded_plugins(parse_json(read_text(path, in_run=True), path, "restore it or retrain the run"))
+    files = [s for s in specs if s.strip() and is_file(s.strip())]
+    trust(files, log)
+    return files

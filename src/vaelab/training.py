@@ -240,7 +240,7 @@ class Trainer:
         if self.cfg.train.early_stopping:
             state["early"] = self.best
             extra.update({f"best/{k}": v for k, v in self.best_weights.items()})
-        ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, state, extra, self.history)
+        ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, state, extra, self.history, self.cfg)
         self.saved_epoch = self.epoch
         for hook in self.on_save:
             hook(self)
@@ -255,8 +255,8 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> list[dict]:
         t = self.cfg.train
-        if self.dist.main:
-            ckpt.save_config(self.run_dir, self.cfg)
+        if self.dist.main and self.saved_epoch is None:  # a new run is a run from the start; a resumed
+            ckpt.save_config(self.run_dir, self.cfg)  # one's settings change with its next checkpoint
         # denormal Adam moments slow a CPU down by 30 % (see denormals.py)
         no_denormals = flush_denormals() if self.device.type == "cpu" else nullcontext()
         first = self.epoch
@@ -481,6 +481,10 @@ def train_run(
         trainer = Trainer(config, slot.path, resume=slot.resume, progress=progress, log=log)
         trainer.on_save.append(slot.saved)
         slot.on_move.append(trainer.moved_to)
+        if tensorboard:
+            from .safefs import no_link
+
+            no_link(slot.path / "tensorboard")  # its event files would be written wherever the link points
         board = TensorBoardLogger(slot.path / "tensorboard", start_epoch=trainer.epoch) if tensorboard else None
         if board is not None:
             trainer.on_epoch.append(board)

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import VaelabError
+from ..memory import require_host
+from ..safefs import require_regular
 
 PREFIXES = ("folder:", "npy:")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -116,6 +118,9 @@ def _image_files(root: Path) -> list[Path]:
         for f in filenames:
             if not f.startswith("."):
                 (files if f.lower().endswith(IMAGE_SUFFIXES) else others).append(Path(dirpath) / f)
+    for p in files:  # a FIFO would block the read for ever, a device feed it for ever
+        if p.exists():  # (a dangling link is named by the read, as "cannot read image")
+            require_regular(p, "image")
     if not files and not others:
         raise VaelabError(f"image folder {root} is empty; put PNG or JPEG files in it")
     if not files:
@@ -148,6 +153,12 @@ def _read_image(path: Path):
 def read_folder(root: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
     """Every image under root as float32 (N, C, H, W) in [0, 1]; see the module docstring."""
     files = _image_files(root)
+    if size is not None:  # the resized tensor, checked before any image is read
+        require_host(
+            4 * len(files) * 3 * size[0] * size[1],
+            f"{len(files)} images resized to {size[0]}x{size[1]}",
+            "give a smaller --image-size",
+        )
     arrays = [_read_image(p) for p in files]  # one by one at load time; the tensor is built once
     if size is None:
         first = arrays[0][0].shape[:2]
@@ -175,6 +186,7 @@ def read_npy(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
         raise VaelabError(f"array file {path} does not exist; give a .npy file (--dataset npy:PATH)")
     if path.is_dir():
         raise VaelabError(f"{path} is a folder, not a .npy file; for a folder of images use --dataset folder:PATH")
+    require_regular(path, "array file")
     try:
         with open(path, "rb") as fh:
             magic = fh.read(6)
@@ -205,6 +217,11 @@ def read_npy(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
         )
     if 0 in a.shape:
         raise VaelabError(f"{path} holds an empty array (shape {shape}); it needs at least 3 images")
+    if size is not None:
+        n, c = a.shape[:2]
+        require_host(
+            4 * n * c * size[0] * size[1], f"{n} images resized to {size[0]}x{size[1]}", "give a smaller --image-size"
+        )
     if a.dtype == np.uint8 or a.dtype == np.bool_:
         x = torch.from_numpy(a.astype(np.float32))
         if a.dtype == np.uint8:

@@ -24,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import VaelabError
+from ..safefs import require_regular
 from .registry import DatasetInfo, FileInfo, get_info, local_file, resolve_data_dir
 
 _CHUNK = 1 << 20
@@ -33,6 +34,7 @@ def read_verified(path: Path, f: FileInfo, dataset: str) -> bytes:
     """The bytes of ``path`` after checking its size and sha256 against ``f``."""
     fix = f"delete it and run `vaelab data download {dataset}`"
     try:
+        require_regular(path, "data file")
         size = path.stat().st_size
         if size != f.size:
             raise VaelabError(f"{path} has {size} bytes, expected {f.size} (incomplete or wrong file); {fix}")

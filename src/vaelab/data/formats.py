@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VaelabError
+from ..safefs import read_bytes
 from .registry import fix_hint
 
 
@@ -26,10 +27,7 @@ def _bad(path: Path, problem: str) -> VaelabError:
 
 def _contents(path: Path, raw: bytes | None) -> bytes:
     if raw is None:
-        try:
-            raw = path.read_bytes()
-        except OSError as e:
-            raise VaelabError(f"cannot read {path}: {e.strerror}") from None
+        raw = read_bytes(path, in_run=False)  # a regular file only: never blocks on a FIFO
     if not path.name.endswith(".gz"):
         return raw
     try:

@@ -30,6 +30,7 @@ import numpy as np
 from .. import checkpoint as ckpt
 from ..errors import VaelabError
 from ..runs import exclusive
+from ..safefs import atomic_write_text
 from .protocol import FIGURES, Metric, Protocol, get_protocol
 
 REPRODUCTION = "reproduction.json"
@@ -226,7 +227,7 @@ def evaluate_seed(
                 "active_units": result["active_units"],
                 "n": result["n"],
             }
-        ckpt.atomic_write_text(path, json.dumps(cache, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(cache, indent=2) + "\n")
     return results
 
 
@@ -318,7 +319,7 @@ def train_size(data) -> int:
 
 def write_record(out: Path, record: dict) -> Path:
     path = out / REPRODUCTION
-    ckpt.atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     return path
 
 

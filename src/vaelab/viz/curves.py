@@ -60,6 +60,6 @@ def save_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
         if keys:
             ax.legend(fontsize=8, frameon=False)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=11, parse_math=False)  # a run named $x$ is shown as named
     fig.tight_layout()
     return save_figure(fig, path)

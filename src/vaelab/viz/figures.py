@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import atomic_write, make_parent
+from ..safefs import atomic_write, make_parent
 
 DPI = 100
 FONT = "DejaVu Sans"  # ships with matplotlib: the same look on every machine

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_write, make_parent
+from ..safefs import atomic_write, make_parent
 
 
 def grid_shape(n: int, ncol: int | None = None) -> tuple[int, int]:

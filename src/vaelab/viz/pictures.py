@@ -60,7 +60,7 @@ CLASS_NAMES = {
 
 def _header(fig, text: str, height: int = HEADER) -> None:
     W, H = fig.get_size_inches() * 100
-    fig.text(0.5, 1 - (height / 2) / H, text, ha="center", va="center", fontsize=11)
+    fig.text(0.5, 1 - (height / 2) / H, text, ha="center", va="center", fontsize=11, parse_math=False)
 
 
 MIN_WIDTH = 600  # room for the figure title above small grids

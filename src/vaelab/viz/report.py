@@ -16,8 +16,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..checkpoint import atomic_write_text
 from ..parts import LatentView
+from ..safefs import atomic_write_text, read_bytes
+from ..safefs import read_text as _read_text
 
 TERMS = ("neg_iwae", "neg_elbo", "rec", "kl")
 SPLITS = ("train", "valid", "test")
@@ -94,7 +95,7 @@ footer { margin-top: 40px; color: #5b6473; font-size: 0.85em; }
 def fmt(key: str, value) -> str:
     """How a metric is shown: nats with 2 decimals, seconds with 1, lr and tau with 3 significant
     figures, counts as integers."""
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or value is None or (isinstance(value, float) and not math.isfinite(value)):
         return str(value)
     if isinstance(value, int) or key in ("epoch", "step", "n", "active_units", "iw_samples", "samples", "seed"):
         return f"{int(value)}"
@@ -195,13 +196,19 @@ EVAL_ROWS = (
 )
 
 
-def evaluation_section(evaluations: dict[str, dict], stale: Sequence[str] = ()) -> str:
+def evaluation_section(evaluations: dict[str, dict], stale: Sequence[str] = (), damaged: Sequence[str] = ()) -> str:
     note = ""
     if stale:
         note = (
             '<p class="muted" id="stale-evaluations">Left out, measured on earlier weights of this run: '
             + "; ".join(_e(s) for s in stale)
             + ". Run <code>vaelab evaluate</code> again for these weights.</p>"
+        )
+    if damaged:
+        note += (
+            '<p class="muted" id="damaged-evaluations">Left out, damaged: '
+            + "; ".join(_e(s) for s in damaged)
+            + ". Run <code>vaelab evaluate</code> again to rewrite them.</p>"
         )
     if not evaluations:
         return note + (
@@ -235,7 +242,7 @@ def config_section(config: dict) -> str:
 
 
 def picture_html(name: str, path: Path, kind: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    data = base64.b64encode(read_bytes(path, in_run=True)).decode("ascii")  # never a link out of the run
     entry = CAPTIONS.get(name, "")
     caption = entry.get(kind, entry.get(kind.rstrip("0123456789"), "")) if isinstance(entry, dict) else entry
     return (
@@ -270,6 +277,7 @@ def render_report(
     version: str = "",
     stale: Sequence[str] = (),
     view: LatentView | None = None,
+    damaged: Sequence[str] = (),
 ) -> str:
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     pics = (
@@ -290,7 +298,7 @@ def render_report(
 <p class="sub">{_e(model_summary(config, view))}</p>
 {headline(history)}
 <h2>Evaluation</h2>
-{evaluation_section(evaluations, stale)}
+{evaluation_section(evaluations, stale, damaged)}
 <h2>Pictures</h2>
 {pics}
 <h2>Metrics per epoch</h2>
@@ -330,14 +338,12 @@ def report_run(run: str | Path, *, device: str = "auto", data_dir: str | None = 
         stale = []
     if stale:
         plot_run(run, what=stale, device=device, data_dir=data_dir)
-    evaluations, stale = {}, []
+    evaluations, stale, damaged = {}, [], []
     now = ckpt.weights_info(run).get("step")
     for path in sorted(run.glob("evaluation_*.json")):
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # a damaged side file does not stop the report
-        if not isinstance(saved, dict):
+        saved = _read_evaluation(path)  # a link out of the run is refused; damage is only left out
+        if isinstance(saved, str):
+            damaged.append(f"{path.name} ({saved})")
             continue
         if saved.get("step") != now:  # measured on other weights: never shown as these weights' figures
             stale.append(
@@ -360,7 +366,26 @@ def report_run(run: str | Path, *, device: str = "auto", data_dir: str | None = 
         version=_package_version(),
         stale=stale,
         view=view,
+        damaged=damaged,
     )
+
+
+TEXT_KEYS = ("split", "dataset")  # every other value of a saved evaluation is a number
+
+
+def _read_evaluation(path: Path) -> dict | str:
+    """A saved `vaelab evaluate` result, or what is wrong with it."""
+    try:
+        saved = json.loads(_read_text(path, in_run=True))
+    except (json.JSONDecodeError, RecursionError):
+        return "not JSON"
+    if not isinstance(saved, dict):
+        return "not a table"
+    for key, value in saved.items():
+        ok = isinstance(value, str) if key in TEXT_KEYS else value is None or isinstance(value, (int, float))
+        if not ok:
+            return f"{key} is {value!r:.40}"
+    return saved
 
 
 def _package_version() -> str:
