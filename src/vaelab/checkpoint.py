@@ -133,8 +133,44 @@ def _check_state_dict(model: VAE, tensors: dict, path: Path) -> None:
 
 
 def _weights_write(run_dir: Path, model: VAE, info: dict):
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    return run_dir / WEIGHTS, lambda tmp: _save_tensors(tensors, tmp, {"vaelab": json.dumps(info)})
+    tensors, aliases = unshare({k: v.detach() for k, v in model.state_dict().items()})
+    meta = {"vaelab": json.dumps({**info, "aliases": aliases} if aliases else info)}
+    return run_dir / WEIGHTS, lambda tmp: _save_tensors(tensors, tmp, meta)
+
+
+def unshare(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors safetensors can write, on the CPU: a tensor that another name already holds (tied
+    weights, a mask two layers share) is written once and recorded as an alias {name: the name
+    written}; a different view of memory already written is written as its own copy. Loading
+    (`_expand_aliases`) gives every name its values again; the module ties them as it was built."""
+    out: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    storages: set[tuple] = set()
+    for name, t in tensors.items():
+        if t.numel() == 0:
+            out[name] = t.cpu().clone()
+            continue
+        ptr = t.untyped_storage().data_ptr()
+        ident = (t.device, ptr, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if ident in seen:
+            aliases[name] = seen[ident]
+            continue
+        shared = (t.device, ptr) in storages
+        storages.add((t.device, ptr))
+        seen[ident] = name
+        out[name] = t.cpu().clone() if shared else t.contiguous().cpu()
+    return out, aliases
+
+
+def _expand_aliases(tensors: dict, info: dict, path: Path) -> dict:
+    """The names `unshare` wrote once, given their values again."""
+    aliases = info.get("aliases", {})
+    if not isinstance(aliases, dict) or not all(
+        isinstance(a, str) and isinstance(b, str) and b in tensors for a, b in aliases.items()
+    ):
+        raise VaelabError(f"{path} is damaged (its shared-tensor table names tensors it does not hold); retrain")
+    return {**tensors, **{a: tensors[b] for a, b in aliases.items()}}
 
 
 def weights_info(run_dir: str | Path) -> dict:
@@ -160,6 +196,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
     check_model(cfg.model, device)
     model = VAE(cfg.model)
     tensors, info = _read_safetensors(run_dir / WEIGHTS)
+    tensors = _expand_aliases(tensors, info, run_dir / WEIGHTS)
     _check_state_dict(model, tensors, run_dir / WEIGHTS)
     _check_finite(tensors, run_dir / WEIGHTS)
     model.load_state_dict(tensors)
@@ -200,7 +237,7 @@ def _resume_write(
     run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer, state: dict, tensors: dict[str, torch.Tensor]
 ):
     """`state` is JSON-able (epoch, step, history...), `tensors` are extra tensors (rng, perm)."""
-    out = {f"model/{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    out = {f"model/{k}": v.detach() for k, v in model.state_dict().items()}
     opt_sd = optimizer.state_dict()
     opt_scalars = {}
     for idx, st in opt_sd["state"].items():
@@ -210,7 +247,10 @@ def _resume_write(
             else:
                 opt_scalars[f"{idx}/{key}"] = value
     out.update({k: v.contiguous().cpu() for k, v in tensors.items()})
+    out, aliases = unshare(out)
     meta = {"state": state, "param_groups": opt_sd["param_groups"], "optim_scalars": opt_scalars}
+    if aliases:
+        meta["aliases"] = aliases
     return run_dir / RESUME, lambda tmp: _save_tensors(out, tmp, {"vaelab": json.dumps(meta)})
 
 
@@ -220,6 +260,7 @@ def load_resume(run_dir: Path, model: VAE, optimizer: torch.optim.Optimizer):
     damaged file is refused, never trained on."""
     path = Path(run_dir) / RESUME
     tensors, meta = _read_safetensors(path)
+    tensors = _expand_aliases(tensors, meta, path)
     damaged = lambda what: VaelabError(f"{path} is damaged ({what}); resume from a good copy or retrain")
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
     _check_state_dict(model, weights, path)

@@ -698,10 +698,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _internal_error() -> int:
-    """Not an error a user can cause: a bug. Keep the traceback, and ask for the report."""
+    """Not an error a user can cause: a bug. Keep the traceback; name the plugin it happened in
+    (its author's to fix), or ask for a report to vaelab."""
     import traceback
 
+    from .plugins import plugin_frame
+
     traceback.print_exc()
+    frame = plugin_frame(sys.exc_info()[2])
+    if frame is not None:
+        spec, filename, line = frame
+        print(
+            f"vaelab: error in plugin {spec} ({filename}:{line}), not in vaelab: see the traceback above; a "
+            "run keeps its last checkpoint, so fix the plugin and resume",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"vaelab: internal error: this is a bug in vaelab {_version()}, not in your input; please report "
         "it with the command you ran and the traceback above",

@@ -261,7 +261,13 @@ class TrainConfig:
     )
     samples: int = opt(1, "--samples", "L: Monte-Carlo samples of z per data point (ELBO)", ge=1)
     k: int = opt(50, "--k", "importance samples per data point (--objective iwae)", ge=1)
-    kl: str = opt("analytic", "--kl", "KL term: closed form or Monte-Carlo", choices=["analytic", "mc"])
+    kl: str = opt(
+        "auto",
+        "--kl",
+        "KL term: closed form (analytic) or Monte-Carlo (mc); auto: the closed\n"
+        "form where the latent family and prior have one, else Monte-Carlo (the run records which)",
+        choices=["auto", "analytic", "mc"],
+    )
     beta: float = opt(1.0, "--beta", "weight of the KL term (1 = the ELBO)", ge=0)
     seed: int = opt(0, "--seed", "random seed (weights, batches, binarization, noise)", ge=0, le=MAX_SEED)
     device: str = opt("auto", "--device", "where to train", choices=["auto", "cpu", "cuda"])
@@ -348,6 +354,10 @@ class Config:
         m, t = self.model, self.train
         from .registry import ESTIMATORS, OBJECTIVES
 
+        if t.kl == "auto":  # recorded as chosen, so the run says which KL its numbers use
+            from .parts import has_closed_form_kl
+
+            t.kl = "analytic" if has_closed_form_kl(m.latent, m.prior) else "mc"
         estimator, default = ESTIMATORS[t.estimator], _default(TrainConfig, "estimator")
         if t.estimator != default and not OBJECTIVES[t.objective].uses_estimator:
             raise VaelabError(

@@ -278,6 +278,14 @@ def check_baseline_output(baseline: Baseline, signal: Tensor, out: Any) -> tuple
     return b, scale.reshape(()), loss.reshape(())
 
 
+def has_closed_form_kl(latent: str, prior: str) -> bool:
+    """Whether the registered latent family `latent` and prior `prior` ("auto": the family's own)
+    have a closed-form KL (`register_kl`), read from the classes before any model is built."""
+    q = registry.POSTERIORS[latent]
+    p = registry.PRIORS[q.default_prior if prior == "auto" else prior]
+    return any((qc, pc) in _KL for qc in q.__mro__ for pc in p.__mro__)
+
+
 def require_analytic_kl(posterior: PosteriorFamily, prior: Prior) -> Callable[[Tensor], Tensor]:
     fn = analytic_kl(posterior, prior)
     if fn is None:
@@ -304,6 +312,7 @@ __all__ = [
     "PosteriorFamily",
     "Prior",
     "analytic_kl",
+    "has_closed_form_kl",
     "register_kl",
     "require_analytic_kl",
 ]

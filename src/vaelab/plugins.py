@@ -28,7 +28,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, TracebackType
 
 from . import registry
 from .errors import VaelabError
@@ -100,6 +100,22 @@ def _import(spec: str) -> ModuleType:
         raise _failure(spec, e) from None
     except Exception as e:
         raise _failure(spec, e) from None
+
+
+def plugin_frame(tb: TracebackType | None) -> tuple[str, str, int] | None:
+    """(plugin spec, file, line) of the innermost frame of a traceback that lies in a loaded
+    plugin's code, or None when the error did not pass through a plugin."""
+    files: dict[str, str] = {}
+    for spec, module in _loaded.items():
+        path = getattr(module, "__file__", None)
+        if path:
+            files[str(Path(path).resolve())] = spec
+    found = None
+    for frame in traceback.extract_tb(tb):
+        owner = files.get(str(Path(frame.filename).resolve()))
+        if owner is not None:
+            found = (owner, frame.filename, frame.lineno or 0)
+    return found
 
 
 def _failure(spec: str, e: Exception) -> VaelabError:

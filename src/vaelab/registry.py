@@ -112,6 +112,7 @@ class Registry(Generic[T]):
 
 
 def _origin(part: Any) -> str:
+    part = getattr(part, "fn", part)  # an objective, estimator or schedule: where its function is
     return f"{getattr(part, '__module__', '?')}.{getattr(part, '__qualname__', repr(part))}"
 
 

@@ -133,6 +133,55 @@ class _CompiledOrEager:
         return out
 
 
+def _objective_name(cfg: Config) -> str:
+    """How messages name the training objective: --objective NAME, and the estimator it uses."""
+    t = cfg.train
+    obj = OBJECTIVES[t.objective]
+    origin = getattr(obj.fn, "__module__", "")
+    where = f" (from {sys.modules[origin].__file__})" if origin.startswith("vaelab_plugin_") else ""
+    with_estimator = f" with --estimator {t.estimator}" if obj.uses_estimator else ""
+    return f"--objective {t.objective}{with_estimator}{where}"
+
+
+def check_step_output(cfg: Config, out, batch: int) -> None:
+    """The objective's contract, checked on the first step (shapes only: nothing waits for the
+    device): (loss, terms), a scalar loss with a gradient, and per-example terms (B,) that hold
+    `neg_elbo`, the bound every run reports."""
+    name = _objective_name(cfg)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise VaelabError(f"{name} must return (loss, terms), got {type(out).__name__}; see vaelab.objectives")
+    loss, terms = out
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise VaelabError(f"{name} returned a loss of shape {shape}; it must be one number (a scalar tensor)")
+    if not loss.requires_grad:
+        raise VaelabError(f"{name} returned a loss with no gradient; nothing would train (was it detached?)")
+    if not isinstance(terms, dict) or "neg_elbo" not in terms:
+        keys = sorted(terms) if isinstance(terms, dict) else type(terms).__name__
+        raise VaelabError(
+            f"{name} returned terms {keys}; they must include neg_elbo, the per-example negative ELBO every "
+            "run reports (with rec and kl beside it where they exist)"
+        )
+    for key, value in terms.items():
+        if not (isinstance(value, torch.Tensor) and tuple(value.shape) == (batch,)):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise VaelabError(f"{name} returned term {key!r} of shape {shape}; terms are per example: ({batch},)")
+
+
+def check_encoder_gradient(cfg: Config, model: VAE) -> None:
+    """After the first backward pass: an encoder that no gradient reaches would silently never
+    train (a path-wise estimator through a latent with no path-wise gradient, a detached code)."""
+    grads = [p.grad for p in model.encoder.parameters() if p.requires_grad]
+    if grads and (
+        all(g is None for g in grads) or not bool(torch.stack([g.abs().sum() for g in grads if g is not None]).sum())
+    ):
+        raise VaelabError(
+            f"the encoder receives no gradient from {_objective_name(cfg)} and --latent {cfg.model.latent}: "
+            "nothing flows back from the loss through z, so the encoder would never train; use an estimator "
+            "that reaches it (--estimator score-function), or a latent family with a path-wise gradient"
+        )
+
+
 def check_cuda_graphs(cuda_graphs: bool, device: torch.device, distributed: bool = False) -> None:
     """CUDA graphs are recorded on one GPU: a one-line error elsewhere."""
     if cuda_graphs and (device.type != "cuda" or distributed):
@@ -158,6 +207,7 @@ class Trainer:
         self.progress = progress and self.dist.main
         self.log = (log or (lambda msg: print(msg, file=sys.stderr))) if self.dist.main else (lambda msg: None)
         self.stop_requested = False
+        self.contract_checked = False  # the objective's output and the encoder's gradient, on the first step
         self.on_step = None  # optional callback(trainer) after every step (tests use it to interrupt)
         self.on_epoch: list = []  # callbacks(record) after each epoch (e.g. TensorBoard scalars)
         self.on_save: list = []  # callbacks(trainer) after each checkpoint (vaelab.runs moves a new run in place)
@@ -358,9 +408,15 @@ class Trainer:
                 with torch.autocast(
                     self.device.type, self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
                 ):
-                    loss, terms = self.step_fn(x)
+                    out = self.step_fn(x)
+                if not self.contract_checked:
+                    check_step_output(self.cfg, out, x.shape[0])
+                loss, terms = out
                 opt.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
+                if not self.contract_checked:  # once per process: a mistake is named on the first step
+                    check_encoder_gradient(self.cfg, model)
+                    self.contract_checked = True
                 if t.grad_clip is not None:
                     self.scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip, foreach=True)

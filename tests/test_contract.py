@@ -1,0 +1,214 @@
+"""The contract every part fits: checkpoints keep tied tensors tied, an objective's or a latent's
+mistake is named on the first step, not after an epoch, and the KL is chosen per pair."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch import nn
+
+import vaelab
+from vaelab.errors import VaelabError
+from vaelab.parts import NetworkFamily
+
+
+class _Masked(nn.Linear):
+    """A linear layer whose weight is multiplied by a mask buffer it shares with another layer
+    (as MADE's masks are shared by an IAF's steps)."""
+
+    def __init__(self, n: int, mask: torch.Tensor):
+        super().__init__(n, n)
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.weight * self.mask, self.bias)
+
+
+@vaelab.register_network("test-tied-mlp")
+class TiedMLP(NetworkFamily):
+    """An encoder whose two middle layers share one weight (nanoGPT's weight tying) and whose
+    masked layers share one mask tensor."""
+
+    @staticmethod
+    def encoder(cfg, input_shape, n_out):
+        n = 16
+        mask = torch.tril(torch.ones(n, n))
+        a, b = nn.Linear(n, n), nn.Linear(n, n)
+        b.weight = a.weight  # tied
+        m1, m2 = _Masked(n, mask), _Masked(n, mask)
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(784, n), nn.Tanh(), a, nn.Tanh(), b, m1, nn.Tanh(), m2, nn.Linear(n, n_out)
+        )
+
+    @staticmethod
+    def decoder(cfg, n_in, output_shape, n_params):
+        return nn.Sequential(nn.Linear(n_in, 16), nn.Tanh(), nn.Linear(16, n_params * 784))
+
+
+def _config(data_dir, epochs, **model):
+    return vaelab.build_config(
+        overrides={
+            "data": {"dataset": "mnist", "data_dir": data_dir},
+            "model": {"network": "test-tied-mlp", "latent_dim": 2, **model},
+            "train": {"epochs": epochs, "batch_size": 2000, "device": "cpu"},
+        }
+    )
+
+
+def test_tied_and_shared_tensors_save_once_load_tied_and_resume_exactly(tmp_path, data_dir):
+    quiet = dict(progress=False, log=lambda m: None)
+    whole = vaelab.train(_config(data_dir, 2), tmp_path / "whole", **quiet)
+    half = vaelab.train(_config(data_dir, 1), tmp_path / "half", **quiet)
+    vaelab.train(_config(data_dir, 2), half, resume=True, **quiet)
+    a, b = vaelab.load(whole, "cpu"), vaelab.load(half, "cpu")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name  # resume is bit-exact with tied tensors too
+    enc = b.encoder
+    assert enc[3].weight is enc[5].weight  # loaded back tied
+    assert enc[6].mask.data_ptr() == enc[8].mask.data_ptr()
+    with safe_open(str(half / "model.safetensors"), "pt") as f:
+        stored = set(f.keys())
+        info = json.loads(f.metadata()["vaelab"])
+    assert "encoder.5.weight" not in stored and info["aliases"]["encoder.5.weight"] == "encoder.3.weight"
+    assert info["aliases"]["encoder.8.mask"] == "encoder.6.mask"
+    assert len(stored) == len(a.state_dict()) - 2
+
+
+def test_a_damaged_alias_table_is_named(tmp_path, data_dir):
+    from test_user_errors import _rewrite_safetensors
+
+    run = vaelab.train(_config(data_dir, 1), tmp_path / "run", progress=False, log=lambda m: None)
+
+    def damage(tensors, meta):
+        info = json.loads(meta["vaelab"])
+        info["aliases"]["encoder.5.weight"] = "no.such.tensor"
+        return tensors, {"vaelab": json.dumps(info)}
+
+    _rewrite_safetensors(run / "model.safetensors", damage)
+    with pytest.raises(VaelabError, match="shared-tensor table"):
+        vaelab.load(run, "cpu")
+
+
+# -- the KL: auto picks the closed form where the pair has one ----------------------------------
+
+
+def test_kl_auto_is_the_closed_form_where_there_is_one_and_recorded():
+    def kl(**model):
+        return vaelab.build_config(overrides={"model": model}).train.kl
+
+    assert kl() == "analytic"  # Gaussian posterior, standard normal prior
+    assert kl(latent="categorical") == "analytic"
+    assert kl(prior="vampprior") == "mc"  # a learned mixture: no closed form
+    assert kl(latent="gaussian-2layer") == "mc"
+    explicit = vaelab.build_config(overrides={"train": {"kl": "mc"}})
+    assert explicit.train.kl == "mc"  # asked for, kept
+
+
+# -- an objective's or a latent's mistake is named on the first step ----------------------------
+
+FRAGILE = '''
+import torch
+import vaelab
+from vaelab.latents import GaussianPosterior
+from vaelab.objectives import elbo_terms
+
+
+@vaelab.register_objective("no-neg-elbo")
+def no_neg_elbo(model, x, ctx):
+    t = elbo_terms(model, x)
+    return t["rec"].mean() + t["kl"].mean(), {"rec": t["rec"], "kl": t["kl"]}
+
+
+@vaelab.register_objective("batch-mean-terms")
+def batch_mean_terms(model, x, ctx):
+    t = elbo_terms(model, x)
+    return t["neg_elbo"].mean(), {k: v.mean() for k, v in t.items()}
+
+
+@vaelab.register_objective("detached")
+def detached(model, x, ctx):
+    t = elbo_terms(model, x)
+    return t["neg_elbo"].mean().detach(), t
+
+
+@vaelab.register_objective("crashes-at-step-3")
+def crashes(model, x, ctx):
+    if ctx.step == 2:
+        raise RuntimeError("a bug in the plugin")
+    t = elbo_terms(model, x)
+    return t["neg_elbo"].mean(), t
+
+
+@vaelab.register_latent("frozen-gaussian")
+class Frozen(GaussianPosterior):
+    """z that carries no gradient back to the encoder, and a constant log-ratio: as a codebook
+    whose nearest code is taken without a straight-through gradient (log q - log p = log K)."""
+
+    def rsample(self, params, n):
+        return super().rsample(params, n).detach()
+
+    def rsample_with_log_ratio(self, params, n, prior):
+        z = self.rsample(params, n)
+        return z, torch.zeros(z.shape[:-1])
+'''
+
+
+@pytest.fixture(scope="module")
+def fragile(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plugin") / "fragile_parts.py"
+    path.write_text(FRAGILE)
+    return path
+
+
+@pytest.mark.parametrize(
+    "train, model, fragment",
+    [
+        ({"objective": "no-neg-elbo"}, {}, "returned terms ['kl', 'rec']; they must include neg_elbo"),
+        ({"objective": "batch-mean-terms"}, {}, "returned term 'neg_elbo' of shape (); terms are per example: (1000,)"),
+        ({"objective": "detached"}, {}, "returned a loss with no gradient"),
+        ({"kl": "mc"}, {"latent": "frozen-gaussian"}, "the encoder receives no gradient from --objective elbo"),
+    ],
+    ids=["no neg_elbo", "not per example", "detached", "no path to the encoder"],
+)
+def test_a_broken_contract_is_named_on_the_first_step(fragile, tmp_path, data_dir, train, model, fragment):
+    cfg = vaelab.build_config(
+        overrides={
+            "data": {"dataset": "mnist", "data_dir": data_dir},
+            "model": {"hidden": [16], "latent_dim": 2, **model},
+            "train": {"epochs": 1, "batch_size": 1000, "device": "cpu", **train},
+        },
+        plugins=[str(fragile)],
+    )
+    steps = []
+    with pytest.raises(VaelabError) as e:
+        vaelab.train(cfg, tmp_path / "run", progress=False, log=lambda m: None, on_epoch=[steps.append])
+    assert fragment in str(e.value), str(e.value)
+    assert "fragile_parts.py" in str(e.value) or model  # a plugin's objective is named with its file
+    assert not steps and not (tmp_path / "run").exists()  # on the first step: no epoch spent, nothing left
+
+
+def test_a_crash_in_a_plugin_names_the_plugin_and_keeps_the_run(fragile, tmp_path, data_dir, capsys, monkeypatch):
+    from test_user_errors import run_cli
+
+    monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
+    args = ["--plugin", fragile, "--dataset", "mnist", "--hidden", "16", "--latent-dim", "2", "--batch-size", "1000"]
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, ["train", *args, "--epochs", "1", "--out", run, "--no-progress"])
+    assert code == 0, err
+    before = (run / "model.safetensors").read_bytes()
+    code, _, err = run_cli(
+        capsys, ["train", "--resume", run, "--epochs", "2", "--no-progress"]
+    )  # resumes with the same objective (elbo): fine
+    assert code == 0, err
+    run2 = tmp_path / "run2"
+    code, _, err = run_cli(
+        capsys, ["train", *args, "--objective", "crashes-at-step-3", "--epochs", "1", "--out", run2, "--no-progress"]
+    )
+    assert code == 1
+    assert "RuntimeError: a bug in the plugin" in err  # the traceback is kept
+    last = err.strip().splitlines()[-1]
+    assert f"error in plugin {fragile}" in last and "not in vaelab" in last and "bug in vaelab" not in err
+    assert (run / "model.safetensors").read_bytes() != before  # the resumed run trained on
