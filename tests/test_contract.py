@@ -212,3 +212,109 @@ def test_a_crash_in_a_plugin_names_the_plugin_and_keeps_the_run(fragile, tmp_pat
     last = err.strip().splitlines()[-1]
     assert f"error in plugin {fragile}" in last and "not in vaelab" in last and "bug in vaelab" not in err
     assert (run / "model.safetensors").read_bytes() != before  # the resumed run trained on
+
+
+# -- options a part declares for itself -------------------------------------------------------
+
+OPTION_PLUGIN = """
+import vaelab
+from vaelab.objectives import elbo_terms
+
+
+@vaelab.register_objective(
+    "weighted-kl", options={"alpha": vaelab.Option(float, 1.0, "the KL's weight", ge=0, resumable=True)}
+)
+def weighted_kl(model, x, ctx):
+    t = elbo_terms(model, x)
+    return (t["rec"] + ctx.options["alpha"] * t["kl"]).mean(), t
+"""
+
+
+@pytest.fixture(scope="module")
+def option_plugin(tmp_path_factory):
+    path = tmp_path_factory.mktemp("options") / "option_parts.py"
+    path.write_text(OPTION_PLUGIN)
+    return path
+
+
+@pytest.mark.parametrize(
+    "model, options, fragment",
+    [
+        (
+            {},
+            {"typo_key": 5},
+            "unknown option 'typo_key' (--option, or model.options); the parts of this run take: none",
+        ),
+        ({}, {"conditional": True}, "unknown option 'conditional'"),
+        ({"prior": "vampprior"}, {"componets": 50}, "the parts of this run take: components (--prior vampprior)"),
+        ({"prior": "vampprior"}, {"components": 0}, "option components of --prior vampprior must be at least 1"),
+        ({"prior": "mog"}, {"components": "many"}, "must be a whole number, got 'many'"),
+        ({"latent": "gaussian-2layer"}, {"layer_hidden": [100, 0]}, "layer_hidden of --latent gaussian-2layer"),
+    ],
+)
+def test_options_are_checked_against_the_parts_that_declare_them(model, options, fragment):
+    with pytest.raises(VaelabError) as e:
+        vaelab.build_config(overrides={"model": {**model, "options": options}})
+    assert fragment in str(e.value), str(e.value)
+
+
+def test_options_defaults_are_recorded_and_objective_options_reach_the_objective(option_plugin, tmp_path, data_dir):
+    assert vaelab.build_config(overrides={"model": {"prior": "vampprior"}}).model.options == {"components": 500}
+
+    def train_kl(options):
+        cfg = vaelab.build_config(
+            overrides={
+                "data": {"dataset": "mnist", "data_dir": data_dir},
+                "model": {"hidden": [16], "latent_dim": 2, "options": options},  # where --option puts it
+                "train": {"objective": "weighted-kl", "epochs": 1, "batch_size": 2000, "device": "cpu"},
+            },
+            plugins=[str(option_plugin)],
+        )
+        assert cfg.model.options == {} and set(cfg.train.options) == {"alpha"}  # moved to its owner
+        run = vaelab.train(cfg, tmp_path / str(options), progress=False, log=lambda m: None)
+        saved = json.loads((run / "config.json").read_text())["train"]["options"]
+        return saved, json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["train_kl"]
+
+    (free, kl_free), (default, kl_default) = train_kl({"alpha": 0}), train_kl({})
+    assert free == {"alpha": 0.0} and default == {"alpha": 1.0}  # typed, and the default recorded
+    assert kl_free > 1.5 * kl_default  # alpha = 0 leaves the KL unpenalised: the objective read it
+
+
+def test_a_resume_may_change_only_what_the_part_says_is_safe(option_plugin, tmp_path, data_dir, capsys, monkeypatch):
+    from test_user_errors import assert_one_line, run_cli
+
+    monkeypatch.setenv("VAELAB_DATA_DIR", data_dir)
+    common = ["--hidden", "16", "--latent-dim", "2", "--batch-size", "2000", "--no-progress"]
+    run = tmp_path / "run"
+    args = ["--plugin", option_plugin, "--objective", "weighted-kl", "--option", "alpha=0.5", *common]
+    code, _, err = run_cli(capsys, ["train", *args, "--epochs", "1", "--out", run])
+    assert code == 0, err
+    code, _, err = run_cli(
+        capsys, ["train", "--resume", run, "--epochs", "2", "--option", "alpha=0.8", "--no-progress"]
+    )
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["train"]["options"] == {"alpha": 0.8}
+    vamp = tmp_path / "vamp"
+    code, _, err = run_cli(
+        capsys, ["train", "--prior", "vampprior", "--option", "components=3", *common, "--epochs", "1", "--out", vamp]
+    )
+    assert code == 0, err
+    code, _, err = run_cli(capsys, ["train", "--resume", vamp, "--epochs", "2", "--option", "components=4"])
+    assert_one_line(code, err, "cannot resume")
+    assert "model.options.components" in err
+
+
+def test_plugins_and_help_list_a_plugins_parts_and_options(option_plugin, capsys):
+    from test_user_errors import run_cli
+
+    code, out, _ = run_cli(capsys, ["plugins", "--plugin", option_plugin])
+    assert code == 0
+    assert f"weighted-kl  (plugin {option_plugin})" in out
+    assert "--option alpha=VALUE  float, default 1.0; the KL's weight; may change on --resume" in out
+    assert "--option components=VALUE  int, default 500" in out
+    with pytest.raises(SystemExit):
+        from vaelab.cli import main
+
+        main(["train", "--plugin", str(option_plugin), "--help"])
+    out = capsys.readouterr().out
+    assert "weighted-kl" in out and "alpha (--objective weighted-kl)" in out

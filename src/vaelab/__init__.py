@@ -59,6 +59,7 @@ _EXPORTS = {
     "register_baseline": "registry",
     "register_lr_schedule": "registry",
     "register_kl": "parts",
+    "Option": "registry",
 }
 _MODULES = (
     "api",
@@ -79,6 +80,7 @@ _MODULES = (
 
 __all__ = [
     "PRESETS",
+    "Option",
     "VAE",
     "Config",
     "DataConfig",
@@ -118,6 +120,7 @@ if TYPE_CHECKING:
     from .model import VAE
     from .parts import register_kl
     from .registry import (
+        Option,
         register_activation,
         register_baseline,
         register_dataset,

@@ -26,8 +26,20 @@ class _Formatter(argparse.HelpFormatter):
             text += f"; one of: {', '.join(choices_of(f) or [])}"
         lazy = getattr(action, "lazy_choices", None)
         if lazy is not None:
-            text += f"; one of: {', '.join(lazy())}"
+            text += f"; {'options' if action.dest == 'option' else 'one of'}: {', '.join(lazy()) or 'none'}"
         return text
+
+
+def _all_options() -> list[str]:
+    """Every registered part's options, "key (part)", for --option's help (`vaelab plugins` says more)."""
+    from .registry import ALL, declared_options
+
+    return [
+        f"{key} ({registry.flag} {name})"
+        for registry in ALL
+        for name, part in registry.items()
+        for key in declared_options(part)
+    ]
 
 
 def _show_gradvar_choices(action: argparse.Action, name: str) -> None:
@@ -96,16 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", metavar="FILE", type=_path, help="a .toml or .json file with [data], [model], [train] tables"
     )
-    p.add_argument(
+    option = p.add_argument(
         "--option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         type=_option,
-        help="a setting of a part that has its own (model.options), e.g. components=500 for "
-        "--prior vampprior, z2_dim=50 for --latent gaussian-2layer; VALUE is read as JSON "
-        "(a number, a list like [100,100]) or else as text; repeatable",
+        help="a setting a part declares for itself, e.g. components=500 for --prior vampprior, "
+        "z2_dim=50 for --latent gaussian-2layer; VALUE is read as JSON (a number, a list like "
+        "[100,100]) or else as text; repeatable; checked against the options of this run's parts",
     )
+    option.lazy_choices = _all_options  # type: ignore[attr-defined]  # read by _Formatter
     for section, f in cli_fields():
         kw: dict[str, Any] = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS, "help": _field_help(f)}
         if f.default is False:
@@ -299,6 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    p = sub.add_parser(
+        "plugins",
+        help="every registered part (vaelab's own and your plugins') with its options",
+        description="List every part by kind (networks, latent families, priors, likelihoods, objectives, "
+        "estimators, ...) with the module or file it comes from and the options it declares.",
+    )
+    p.add_argument(
+        "--plugin", action="append", default=[], metavar="MODULE_OR_FILE", help="import these parts first (repeatable)"
+    )
+
     p = sub.add_parser("data", help="list or download data sets")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=Parser)
     q = dsub.add_parser("list", help="each data set and whether its files are present and verified")
@@ -417,11 +440,17 @@ def cmd_train(args) -> int:
     if args.resume:
         from .runs import RESUMABLE
 
-        changed = [f"{s}.{n}" for s, names in overrides.items() for n in names if f"{s}.{n}" not in RESUMABLE]
+        # --option may change an option its part declares resumable (checked by check_resumable)
+        changed = [
+            f"{s}.{n}"
+            for s, names in overrides.items()
+            for n in names
+            if f"{s}.{n}" not in RESUMABLE | {"model.options"}
+        ]
         if args.preset or args.config or changed or args.out:
             raise VaelabError(
                 "--resume continues a run with its saved settings; only --epochs, --device, "
-                "--compile, --cuda-graphs and --data-dir may be given with it "
+                "--compile, --cuda-graphs, --data-dir and a resumable --option may be given with it "
                 f"(got {', '.join(changed) or '--preset/--config/--out'})"
             )
         if args.plugin:
@@ -602,6 +631,25 @@ def cmd_explore(args) -> int:
     return 0
 
 
+def cmd_plugins(args) -> int:
+    from . import plugins
+    from .registry import ALL, declared_options, load_builtins
+
+    plugins.load(args.plugin)
+    plugins.trust(args.plugin)
+    load_builtins()
+    from_plugin = {module.__name__: spec for spec, module in plugins.loaded().items()}
+    for registry in ALL:
+        print(f"{registry.plural} ({registry.flag or registry.kind}):")
+        for name, part in registry.items():
+            origin = getattr(getattr(part, "fn", part), "__module__", "") or ""
+            print(f"  {name}" + (f"  (plugin {from_plugin[origin]})" if origin in from_plugin else ""))
+            for key, option in declared_options(part).items():
+                resumable = "; may change on --resume" if option.resumable else ""
+                print(f"      --option {key}=VALUE  {option.describe()}{resumable}")
+    return 0
+
+
 def cmd_data(args) -> int:
     from . import data
 
@@ -663,10 +711,29 @@ COMMANDS = {
     "data": cmd_data,
     "gradvar": cmd_gradvar,
     "reproduce": cmd_reproduce,
+    "plugins": cmd_plugins,
 }
 
 
+def _preload_plugins(argv: list[str]) -> None:
+    """`vaelab train --plugin X.py --help` lists X's parts: the plugins named on the command line
+    are imported before argparse answers --help (a plugin that fails is one line, exit 2)."""
+    if "-h" not in argv and "--help" not in argv:
+        return
+    specs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--plugin"]
+    specs += [a.split("=", 1)[1] for a in argv if a.startswith("--plugin=")]
+    if specs:
+        from . import plugins
+
+        try:
+            plugins.load(specs)
+        except VaelabError as e:
+            print(f"vaelab: error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _preload_plugins(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "trust_plugins", False) and (getattr(args, "run", None) or args.resume):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import VaelabError
+from .registry import Option, declared_options
 
 Number = int | float
 Choices = list[str] | Callable[[], list[str]] | None
@@ -330,6 +331,9 @@ class TrainConfig:
         choices=lambda: _registry("ESTIMATORS"),
     )
 
+    # Settings the objective or estimator declares for itself (`--option KEY=VALUE`, [train.options]).
+    options: dict[str, Any] = opt({})
+
     def validate(self) -> None:
         validate_fields(self, "train")
 
@@ -354,6 +358,7 @@ class Config:
         m, t = self.model, self.train
         from .registry import ESTIMATORS, OBJECTIVES
 
+        self._validate_options()
         if t.kl == "auto":  # recorded as chosen, so the run says which KL its numbers use
             from .parts import has_closed_form_kl
 
@@ -378,6 +383,63 @@ class Config:
                 "--baseline)"
             )
         return self
+
+    def part_options(self) -> tuple[dict[str, tuple[Option, str]], dict[str, tuple[Option, str]]]:
+        """The options the parts of this config declare, by key: (model parts', objective's and
+        estimator's), each with the part that owns it ("prior vampprior")."""
+        from .registry import BASELINES, ESTIMATORS, LIKELIHOODS, NETWORKS, OBJECTIVES, POSTERIORS, PRIORS
+
+        m, t = self.model, self.train
+        latent = POSTERIORS[m.latent]
+        prior = latent.default_prior if m.prior == "auto" else m.prior
+        model_parts = [
+            (NETWORKS[m.network], f"--model {m.network}"),
+            (latent, f"--latent {m.latent}"),
+            (PRIORS[prior], f"--prior {prior}"),
+            (LIKELIHOODS[m.likelihood], f"--likelihood {m.likelihood}"),
+        ]
+        if m.baseline != "none":
+            model_parts.append((BASELINES[m.baseline], f"--baseline {m.baseline}"))
+        objective = OBJECTIVES[t.objective]
+        train_parts = [(objective, f"--objective {t.objective}")]
+        if objective.uses_estimator:
+            train_parts.append((ESTIMATORS[t.estimator], f"--estimator {t.estimator}"))
+
+        def collect(parts: list[tuple[Any, str]]) -> dict[str, tuple[Option, str]]:
+            out: dict[str, tuple[Option, str]] = {}
+            for part, name in parts:
+                for key, option in declared_options(part).items():
+                    if key in out:
+                        if out[key][0] is not option:  # one Option may serve two parts, as one setting
+                            raise VaelabError(
+                                f"option {key!r} is declared by both {out[key][1]} and {name}; rename one"
+                            )
+                        continue
+                    out[key] = (option, name)
+            return out
+
+        return collect(model_parts), collect(train_parts)
+
+    def _validate_options(self) -> None:
+        """Every option belongs to a part of this config, is of its declared type, and the
+        defaults of the rest are filled in (the run records them). `--option` writes to
+        model.options; keys an objective or estimator declares move to train.options."""
+        model_opts, train_opts = self.part_options()
+        m, t = self.model, self.train
+        for key in [k for k in m.options if k not in model_opts and k in train_opts]:
+            t.options[key] = m.options.pop(key)
+        for section, given, declared in (("model", m.options, model_opts), ("train", t.options, train_opts)):
+            unknown = sorted(k for k in given if k not in declared)
+            if unknown:
+                known = model_opts | train_opts
+                takes = ", ".join(f"{k} ({owner})" for k, (_, owner) in known.items()) or "none"
+                raise VaelabError(
+                    f"unknown option {unknown[0]!r} (--option, or {section}.options); the parts of this run take: "
+                    f"{takes}"
+                )
+            for key, (option, owner) in declared.items():
+                where = f"option {key} of {owner}"
+                given[key] = option.check(given[key], where) if key in given else option.default
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -58,6 +58,12 @@ class StepContext:
     n_train: int = 0  # examples in the training set
     steps_per_epoch: int = 0
 
+    @property
+    def options(self) -> dict:
+        """The objective's and estimator's own settings (declared with `options=` when they are
+        registered; validated, with defaults filled in)."""
+        return self.train.options
+
 
 def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1, kl: str = "analytic", params=None):
     """Per-example `rec`, `kl` and `neg_elbo` = rec + kl, each (B,), from `samples` path-wise

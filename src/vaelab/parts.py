@@ -14,6 +14,8 @@ Callers never test `hasattr` or a part's name: they read these attributes.
     Prior.learned                  has parameters trained with the model
     NetworkFamily.per_pixel_output  the decoder's last layer has one bias per output (--output-bias)
     Likelihood.n_params            decoder outputs per pixel
+    <any part>.options             its own settings, {key: vaelab.Option(type, default, help, ...)}:
+                                   validated, recorded in the run, listed by `vaelab plugins`
     Baseline                       a score-function control variate: forward(x, signal) -> (b, scale, loss)
 
 The KL between a posterior and a prior has a closed form only for some pairs: they are declared
@@ -56,6 +58,7 @@ class NetworkFamily(ABC):
     parameter-block (all first parameters, then all second ones). Both are nn.Modules."""
 
     per_pixel_output: bool = False
+    options: dict[str, registry.Option] = {}  # the family's own settings (--option KEY=VALUE)
 
     @staticmethod
     @abstractmethod
@@ -80,6 +83,7 @@ class PosteriorFamily(nn.Module, ABC):
     relaxed: bool = False
     support: str = "real"
     default_prior: str = "standard-normal"
+    options: dict[str, registry.Option] = {}  # the family's own settings (--option KEY=VALUE)
     dim: int
     n_params: int
 
@@ -154,6 +158,7 @@ class Prior(nn.Module, ABC):
 
     learned: bool = False
     support: str = "real"
+    options: dict[str, registry.Option] = {}  # the prior's own settings (--option KEY=VALUE)
 
     @abstractmethod
     def log_prob(self, z: Tensor) -> Tensor:
@@ -184,6 +189,7 @@ class Likelihood(ABC):
     broadcasts over leading sample dimensions, x (B, P) with params (..., B, n_params * P) -> (..., B)."""
 
     n_params: int = 1
+    options: dict[str, registry.Option] = {}  # the likelihood's own settings (--option KEY=VALUE)
 
     @abstractmethod
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor: ...
@@ -251,6 +257,8 @@ class Baseline(nn.Module, ABC):
         loss    a scalar tensor added to the training loss, which trains the baseline's own
                 weights (0 for a baseline without any)
     Update running statistics only when `self.training` (evaluation must not move them)."""
+
+    options: dict[str, registry.Option] = {}  # the baseline's own settings (--option KEY=VALUE)
 
     @abstractmethod
     def forward(self, x: Tensor, signal: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...

@@ -68,6 +68,11 @@ def load(specs: list[str] | tuple[str, ...]) -> list[str]:
     return out
 
 
+def loaded() -> dict[str, ModuleType]:
+    """The plugins imported in this process, by spec."""
+    return dict(_loaded)
+
+
 def _import(spec: str) -> ModuleType:
     if is_file(spec):
         path = Path(spec)

@@ -53,12 +53,86 @@ def load_builtins() -> None:
             importlib.import_module(f"vaelab.models.{info.name}")
 
 
+class Option:
+    """A setting a part declares for itself (`--option KEY=VALUE`, `[model.options]` or
+    `[train.options]` in a file): its type, default, bounds and help, validated before anything
+    is built and recorded in the run. `resumable=True` says a resumed run may change it (an
+    objective's weight may; a network's width may not).
+
+        @vaelab.register_prior("mine")
+        class Mine(vaelab.parts.Prior):
+            options = {"components": vaelab.Option(int, 10, "mixture components", ge=1)}
+    """
+
+    TYPES = (int, float, bool, str, list)
+
+    def __init__(
+        self,
+        type: type,
+        default: Any,
+        help: str = "",
+        *,
+        of: type | None = None,
+        ge: float | None = None,
+        gt: float | None = None,
+        le: float | None = None,
+        choices: tuple | list | None = None,
+        resumable: bool = False,
+    ):
+        if type not in self.TYPES:
+            raise TypeError(f"an Option's type is one of int, float, bool, str, list; got {type!r}")
+        self.type, self.of, self.help = type, of, help
+        self.ge, self.gt, self.le, self.choices, self.resumable = ge, gt, le, choices, resumable
+        self.default = self.check(default, "the default")
+
+    def describe(self) -> str:
+        kind = f"list of {self.of.__name__}" if self.type is list and self.of else self.type.__name__
+        return f"{kind}, default {self.default!r}" + (f"; {self.help}" if self.help else "")
+
+    def check(self, value: Any, where: str) -> Any:
+        """`value` converted to the declared type (an int is a float; text from the command line
+        is read as JSON before it gets here), else a VaelabError naming `where`."""
+        if self.type is list:
+            if not isinstance(value, list):
+                raise VaelabError(f"{where} must be a list, got {value!r}")
+            return [self._scalar(v, self.of, where) if self.of else v for v in value]
+        return self._scalar(value, self.type, where)
+
+    def _scalar(self, value: Any, kind: type, where: str) -> Any:
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise VaelabError(f"{where} must be {_WORDS.get(kind, kind.__name__)}, got {value!r}")
+        if kind is float and value != value:
+            raise VaelabError(f"{where} must be a number, got nan")
+        for bound, ok, word in (
+            (self.ge, lambda b: value >= b, "at least"),
+            (self.gt, lambda b: value > b, "greater than"),
+            (self.le, lambda b: value <= b, "at most"),
+        ):
+            if bound is not None and kind in (int, float) and not ok(bound):
+                raise VaelabError(f"{where} must be {word} {bound}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise VaelabError(f"{where} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        return value
+
+
+_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+
+
+def declared_options(part: Any) -> dict[str, Option]:
+    """The options a part declares (a class's or a registered function's `options`)."""
+    options = getattr(part, "options", None) or {}
+    return dict(options) if isinstance(options, dict) else {}
+
+
 class Registry(Generic[T]):
     """Named parts of one kind. `base`, when given, is the declared interface every part must
     implement (an abstract base class); `what` names the kind in messages."""
 
     def __init__(self, kind: str, what: str, flag: str = "", base: type | None = None):
         self.kind, self.what, self.flag, self.base = kind, what, flag, base
+        self.plural = what[:-1] + "ies" if what.endswith("y") else what + "s"
         self._parts: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -130,15 +204,37 @@ LR_SCHEDULES: Registry = Registry("lr_schedule", "learning-rate schedule", "--lr
 INITS: Registry = Registry("init", "initialisation", "--init")
 ACTIVATIONS: Registry = Registry("activation", "activation", "--activation")
 DATASETS: Registry = Registry("dataset", "dataset", "--dataset")
+ALL = (
+    NETWORKS,
+    POSTERIORS,
+    PRIORS,
+    LIKELIHOODS,
+    OBJECTIVES,
+    ESTIMATORS,
+    BASELINES,
+    OPTIMIZERS,
+    LR_SCHEDULES,
+    INITS,
+    ACTIVATIONS,
+    DATASETS,
+)
 
 
 class Objective:
     """A training objective `fn(model, x, ctx) -> (loss, per-example terms)` and what it declares:
     how many samples of z it draws per point for the train settings t (memory is sized before
-    training), and whether its gradient follows train.estimator (the ELBO's does)."""
+    training), whether its gradient follows train.estimator (the ELBO's does), and its own
+    options (read as ctx.options[key])."""
 
-    def __init__(self, fn: Callable, samples_per_point: Callable[[Any], int], uses_estimator: bool):
+    def __init__(
+        self,
+        fn: Callable,
+        samples_per_point: Callable[[Any], int],
+        uses_estimator: bool,
+        options: dict[str, Option] | None = None,
+    ):
         self.fn, self.samples_per_point, self.uses_estimator = fn, samples_per_point, uses_estimator
+        self.options = dict(options or {})
         self.__name__ = getattr(fn, "__name__", "objective")
         self.__doc__ = fn.__doc__
 
@@ -147,13 +243,18 @@ class Objective:
 
 
 def register_objective(
-    name: str, *, samples_per_point: Callable[[Any], int] | None = None, uses_estimator: bool = False
+    name: str,
+    *,
+    samples_per_point: Callable[[Any], int] | None = None,
+    uses_estimator: bool = False,
+    options: dict[str, Option] | None = None,
 ) -> Callable[[Callable], Callable]:
     """Decorator for an objective function `fn(model, x, ctx) -> (loss, terms)`; `samples_per_point`
-    (default: train.samples) says how many z it draws per point."""
+    (default: train.samples) says how many z it draws per point; `options` declares its own
+    settings (`--option KEY=VALUE`, read as ctx.options[KEY])."""
 
     def add(fn: Callable) -> Callable:
-        OBJECTIVES.add(name, Objective(fn, samples_per_point or (lambda t: t.samples), uses_estimator))
+        OBJECTIVES.add(name, Objective(fn, samples_per_point or (lambda t: t.samples), uses_estimator, options))
         return fn
 
     return add
@@ -164,8 +265,16 @@ class Estimator:
     `pathwise` (a gradient through z, so straight-through applies), `discrete_only` (for
     discrete latents), `uses_baseline` (a control variate, --baseline)."""
 
-    def __init__(self, fn: Callable, pathwise: bool, discrete_only: bool, uses_baseline: bool):
+    def __init__(
+        self,
+        fn: Callable,
+        pathwise: bool,
+        discrete_only: bool,
+        uses_baseline: bool,
+        options: dict[str, Option] | None = None,
+    ):
         self.fn, self.pathwise, self.discrete_only, self.uses_baseline = fn, pathwise, discrete_only, uses_baseline
+        self.options = dict(options or {})
         self.__name__ = getattr(fn, "__name__", "estimator")
 
     def __call__(self, model: Any, x: Any, ctx: Any) -> Any:
@@ -173,10 +282,15 @@ class Estimator:
 
 
 def register_estimator(
-    name: str, *, pathwise: bool = True, discrete_only: bool = False, uses_baseline: bool = False
+    name: str,
+    *,
+    pathwise: bool = True,
+    discrete_only: bool = False,
+    uses_baseline: bool = False,
+    options: dict[str, Option] | None = None,
 ) -> Callable[[Callable], Callable]:
     def add(fn: Callable) -> Callable:
-        ESTIMATORS.add(name, Estimator(fn, pathwise, discrete_only, uses_baseline))
+        ESTIMATORS.add(name, Estimator(fn, pathwise, discrete_only, uses_baseline, options))
         return fn
 
     return add

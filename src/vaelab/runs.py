@@ -303,25 +303,40 @@ RECORDED = {"model.input_shape", "data.split_version"}
 
 
 def changed_settings(saved: Config, new: Config) -> list[str]:
-    """The settings ("section.name") in which `new` differs from a run's `saved` ones, leaving out
-    those a resume may change (RESUMABLE)."""
+    """The settings ("section.name", and "section.options.key" for a part's own options) in which
+    `new` differs from a run's `saved` ones, leaving out those a resume may change (RESUMABLE, and
+    the options their part declares resumable)."""
     old_flat, new_flat = _flatten(saved.to_dict()), _flatten(new.to_dict())
-    return sorted(k for k in old_flat if k not in RESUMABLE | RECORDED and old_flat[k] != new_flat.get(k))
+    model_opts, train_opts = new.part_options()
+    may = RESUMABLE | RECORDED | {f"train.options.{k}" for k, (o, _) in train_opts.items() if o.resumable}
+    may |= {f"model.options.{k}" for k, (o, _) in model_opts.items() if o.resumable}
+    keys = set(old_flat) | set(new_flat)
+    return sorted(k for k in keys if k not in may and old_flat.get(k) != new_flat.get(k))
 
 
 def check_resumable(saved: Config, new: Config, run_dir: Path) -> None:
-    """A resumed run keeps its settings; only the number of epochs, the device, compilation
-    and where the data lives may change."""
+    """A resumed run keeps its settings; only the number of epochs, the device, compilation,
+    where the data lives and the options a part declares resumable may change."""
     changed = changed_settings(saved, new)
     if changed:
         raise VaelabError(
             f"cannot resume {run_dir} with different settings ({', '.join(changed)}); "
-            "only epochs, device, compile, cuda_graphs and data_dir may change"
+            "only epochs, device, compile, cuda_graphs, data_dir and the options a part declares "
+            "resumable may change"
         )
 
 
 def _flatten(d: dict) -> dict:
-    return {f"{s}.{k}": v for s, part in d.items() if isinstance(part, dict) for k, v in part.items()}
+    out = {}
+    for section, part in d.items():
+        if not isinstance(part, dict):
+            continue
+        for key, value in part.items():
+            if key == "options" and isinstance(value, dict):  # each option on its own
+                out.update({f"{section}.options.{k}": v for k, v in value.items()})
+            else:
+                out[f"{section}.{key}"] = value
+    return out
 
 
 def load_run(run: str | Path, device: str = "auto", data_dir: str | None = None) -> tuple[Config, VAE]:

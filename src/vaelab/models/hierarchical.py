@@ -30,18 +30,17 @@ from ..errors import VaelabError
 from ..latents import LOG_2PI
 from ..networks import mlp
 from ..parts import LatentView, PosteriorFamily, Prior
-from ..registry import register_latent, register_prior
+from ..registry import Option, register_latent, register_prior
 
-Z2_DIM, LAYER_HIDDEN = 50, [100, 100]
+# one declaration for the posterior and its prior, which share the layer sizes
+OPTIONS = {
+    "z2_dim": Option(int, 50, "dimensions of the top layer z2", ge=1),
+    "layer_hidden": Option(list, [100, 100], "deterministic layers between z1 and z2", of=int, ge=1),
+}
 
 
 def _sizes(cfg: Any) -> tuple[int, int, list[int]]:
-    options = cfg.options
-    z2, hidden = options.get("z2_dim", Z2_DIM), options.get("layer_hidden", LAYER_HIDDEN)
-    if not isinstance(z2, int) or isinstance(z2, bool) or z2 < 1:
-        raise VaelabError(f"model.options z2_dim must be a positive whole number, got {z2!r}")
-    if not isinstance(hidden, list) or not all(isinstance(h, int) and h >= 1 for h in hidden):
-        raise VaelabError(f"model.options layer_hidden must be a list of positive layer sizes, got {hidden!r}")
+    z2, hidden = (OPTIONS[k].check(cfg.options.get(k, OPTIONS[k].default), f"option {k}") for k in OPTIONS)
     return cfg.latent_dim, z2, hidden
 
 
@@ -54,6 +53,7 @@ class TwoLayerPosterior(PosteriorFamily):
     """q(z1|x) from the encoder's [mu1, logvar1], then q(z2|z1) from a network of its own."""
 
     default_prior = "gaussian-2layer"
+    options = OPTIONS
 
     def __init__(self, cfg: Any):
         super().__init__()
@@ -118,6 +118,8 @@ class TwoLayerPosterior(PosteriorFamily):
 @register_prior("gaussian-2layer")
 class TwoLayerPrior(Prior):
     """p(z2) = N(0, I) and p(z1|z2) from a network: z2 -> hidden -> [mu1, logvar1]."""
+
+    options = OPTIONS
 
     learned = True
 

@@ -22,16 +22,13 @@ from torch import nn
 from ..errors import VaelabError
 from ..latents import LOG_2PI
 from ..parts import PosteriorFamily, Prior
-from ..registry import register_prior
+from ..registry import Option, register_prior
 
-COMPONENTS = 500
+COMPONENTS = Option(int, 500, "K, the mixture's components (pseudo-inputs for vampprior)", ge=1)
 
 
 def _components(cfg: Any) -> int:
-    k = cfg.options.get("components", COMPONENTS)
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise VaelabError(f"model.options components must be a positive whole number, got {k!r}")
-    return k
+    return COMPONENTS.check(cfg.options.get("components", COMPONENTS.default), "option components")
 
 
 def _gaussian_mixture_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -75,6 +72,8 @@ def _sample_mixture(n: int, mu: torch.Tensor, logvar: torch.Tensor, generator=No
 class MixtureOfGaussians(Prior):
     """A mixture of K Gaussians with learned means (initialised N(0, 1)) and log-variances (0)."""
 
+    options = {"components": COMPONENTS}
+
     learned = True
 
     def __init__(self, cfg: Any, posterior: PosteriorFamily):
@@ -100,6 +99,8 @@ class MixtureOfGaussians(Prior):
 class VampPrior(Prior):
     """p(z) = (1/K) sum_k q(z | u_k), the model's own posterior at K learned pseudo-inputs. Needs a
     Gaussian-like posterior family whose parameters are [mu, logvar] (the `gaussian` family)."""
+
+    options = {"components": COMPONENTS}
 
     learned = True
 
