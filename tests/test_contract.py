@@ -13,6 +13,9 @@ from torch import nn
 import vaelab
 from vaelab.errors import VaelabError
 from vaelab.parts import NetworkFamily
+from vaelab.registry import load_builtins
+
+load_builtins()  # vaelab's own parts first, so the test's parts come after them in every list
 
 
 class _Masked(nn.Linear):
@@ -318,3 +321,121 @@ def test_plugins_and_help_list_a_plugins_parts_and_options(option_plugin, capsys
         main(["train", "--plugin", str(option_plugin), "--help"])
     out = capsys.readouterr().out
     assert "weighted-kl" in out and "alpha (--objective weighted-kl)" in out
+
+
+# -- what a posterior family is: stochastic, a flow, or a deterministic code -------------------
+
+KINDS = '''
+import torch
+from torch import nn
+import vaelab
+from vaelab.latents import GaussianPosterior
+from vaelab.parts import DeterministicPosterior, FlowPosterior
+
+
+@vaelab.register_latent("test-planar")
+class Planar(FlowPosterior):
+    """One planar step (Rezende & Mohamed 2015) after a diagonal Gaussian: f(z) = z + u tanh(w.z + b),
+    with u kept invertible (w.u >= -1)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.dim, self.n_params = cfg.latent_dim, 2 * cfg.latent_dim
+        self.u = nn.Parameter(torch.randn(self.dim) * 0.5)
+        self.w = nn.Parameter(torch.randn(self.dim) * 0.5)
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def u_hat(self):
+        wu = self.w @ self.u
+        return self.u + (nn.functional.softplus(wu) - 1 - wu) * self.w / (self.w @ self.w)
+
+    def step(self, z):
+        u, a = self.u_hat(), z @ self.w + self.b
+        log_det = torch.log((1 + (1 - torch.tanh(a) ** 2) * (self.w @ u)).abs())
+        return z + u * torch.tanh(a)[..., None], log_det
+
+    def sample_with_log_q(self, params, n):
+        mu, logvar = params.chunk(2, -1)
+        z0 = mu + torch.exp(0.5 * logvar) * torch.randn(n, *mu.shape)
+        log_q0 = -0.5 * (((z0 - mu) ** 2) * torch.exp(-logvar) + logvar + 1.8378770664093453).sum(-1)
+        z, log_det = self.step(z0)
+        return z, log_q0 - log_det
+
+
+@vaelab.register_latent("test-code")
+class Code(DeterministicPosterior):
+    """z = the encoder's output itself: an autoencoder's code, a point mass."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.dim = self.n_params = cfg.latent_dim
+
+    def code(self, params):
+        return params
+'''
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory):
+    path = tmp_path_factory.mktemp("kinds") / "kind_parts.py"
+    path.write_text(KINDS)
+    vaelab.plugins.load([str(path)])
+    return path
+
+
+def test_a_flow_posterior_is_one_module_with_a_correct_bound(kinds, tmp_path, data_dir):
+    from vaelab.registry import POSTERIORS
+
+    flow = POSTERIORS["test-planar"](ModelCfg(3))
+    for _ in range(5):  # the log-determinant against autograd's Jacobian, at random points
+        z = torch.randn(3)
+        jac = torch.autograd.functional.jacobian(lambda v: flow.step(v)[0], z)
+        assert torch.allclose(flow.step(z)[1], torch.linalg.slogdet(jac)[1], atol=1e-5)
+    with pytest.raises(VaelabError, match="is a flow: log q"):
+        flow.log_prob(torch.zeros(1, 3), torch.zeros(1, 6))
+    cfg = vaelab.build_config(
+        overrides={
+            "data": {"dataset": "mnist", "data_dir": data_dir},
+            "model": {"latent": "test-planar", "latent_dim": 3, "hidden": [32]},
+            "train": {"epochs": 1, "batch_size": 500, "device": "cpu"},
+        },
+        plugins=[str(kinds)],
+    )
+    assert cfg.train.kl == "mc"  # --kl auto: a flow has no closed-form KL
+    run = vaelab.train(cfg, tmp_path / "flow", progress=False, log=lambda m: None)
+    result = vaelab.evaluate(run, iw_samples=50, device="cpu", data_dir=data_dir)
+    assert result["nll"] < result["neg_elbo"] and result["active_units"] <= 3
+    assert vaelab.reconstruct(run, n=4, device="cpu", data_dir=data_dir)[1].shape == (4, 1, 28, 28)
+
+
+def test_a_deterministic_code_reports_its_bound_and_no_importance_sampled_nll(kinds, tmp_path, data_dir):
+    cfg = vaelab.build_config(
+        overrides={
+            "data": {"dataset": "mnist", "data_dir": data_dir},
+            "model": {"latent": "test-code", "latent_dim": 3, "hidden": [32]},
+            "train": {"epochs": 1, "batch_size": 500, "device": "cpu"},
+        },
+        plugins=[str(kinds)],
+    )
+    run = vaelab.train(cfg, tmp_path / "code", progress=False, log=lambda m: None)
+    result = vaelab.evaluate(run, device="cpu", data_dir=data_dir)
+    assert "active_units" not in result and "nll" not in result  # neither means anything for a code
+    with pytest.raises(VaelabError, match="deterministic .* importance sampling would only repeat its bound"):
+        vaelab.evaluate(run, iw_samples=10, device="cpu", data_dir=data_dir)
+
+
+def test_active_units_are_not_counted_for_one_hot_codes(tmp_path, data_dir):
+    cfg = vaelab.build_config(
+        overrides={
+            "data": {"dataset": "binarized_mnist", "data_dir": data_dir},
+            "model": {"latent": "categorical", "categorical_dims": [4, 3], "hidden": [32]},
+            "train": {"epochs": 1, "batch_size": 1000, "device": "cpu"},
+        }
+    )
+    run = vaelab.train(cfg, tmp_path / "cat", progress=False, log=lambda m: None)
+    assert "active_units" not in vaelab.evaluate(run, device="cpu", data_dir=data_dir)
+
+
+class ModelCfg:
+    def __init__(self, latent_dim):
+        self.latent_dim = latent_dim

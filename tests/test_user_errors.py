@@ -732,6 +732,7 @@ def test_the_python_api_names_the_argument(tiny_run, data_dir, tmp_path):
         (lambda: vaelab.reconstruct(tiny_run, n=-3, data_dir=data_dir), "got -3"),
         (lambda: vaelab.sample(tiny_run, n=2.5), "got 2.5"),
         (lambda: vaelab.train("cfg", tmp_path / "r"), "needs a Config as its first argument"),
+        (lambda: vaelab.train(vaelab.build_config(), tiny_run), "vaelab.train(..., resume=True) or overwrite=True"),
     ]
     for call, fragment in cases:
         with pytest.raises(VaelabError) as e:

@@ -97,11 +97,27 @@ def reconstruct(run: str | Path, split: str = "test", n: int = 32, **kw: Any) ->
     return reconstruct_run(run, split, n, **kw)
 
 
-def sample(run: str | Path, n: int = 64, *, seed: int = 0, device: str = "auto") -> torch.Tensor:
-    """n images E[x|z], z ~ p(z), on the CPU."""
+def sample(
+    run: str | Path, n: int = 64, *, seed: int = 0, device: str = "auto", label: int | Sequence[int] | None = None
+) -> torch.Tensor:
+    """n images E[x|z], z ~ p(z), on the CPU. For a conditional model, `label` is its class, or a
+    list of classes: n images of each, class after class (E[x|z,y]); without it, the n images
+    cycle through the classes."""
     require_count(n, "n")
     model = load(run, device)
-    return model.sample(n, generator=torch.Generator(device=model.device).manual_seed(seed)).cpu()
+    y = None
+    if label is not None:
+        labels = [label] if isinstance(label, int) else list(label)
+        if not model.conditional:
+            raise VaelabError("label: this run's model is not conditional (train one with --model cvae)")
+        bad = [k for k in labels if not (isinstance(k, int) and 0 <= k < (model.n_classes or 0))]
+        if not labels or bad:
+            raise VaelabError(f"label: classes of this model are 0..{(model.n_classes or 0) - 1}, got {label!r}")
+        y = torch.tensor(labels, device=model.device).repeat_interleave(n)
+        n = y.shape[0]
+    elif model.conditional:  # no class asked for: the images cycle through the classes
+        y = torch.arange(n, device=model.device) % (model.n_classes or 1)
+    return model.sample(n, generator=torch.Generator(device=model.device).manual_seed(seed), y=y).cpu()
 
 
 def plot(run: str | Path, **kw: Any) -> list[Path]:

@@ -172,8 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="a grid of images generated from the prior")
     _add_run_args(p, data_dir=False)
-    p.add_argument("-n", type=int, default=64, help="number of images (default: 64)")
+    p.add_argument("-n", type=int, default=64, help="number of images (default: 64; per class with --label)")
     p.add_argument("-o", "--output", default=None, type=_path, help="PNG file (default: RUN/samples.png)")
+    p.add_argument(
+        "--label",
+        type=_labels,
+        default=None,
+        metavar="LIST",
+        help="a conditional model's classes, e.g. 3, or 0,1,2 for one row of -n images per class",
+    )
     p.add_argument("--seed", type=_seed, default=0)
 
     p = sub.add_parser("reconstruct", help="test images above their reconstructions")
@@ -401,6 +408,16 @@ def _seed(text: str) -> int:
     return value
 
 
+def _labels(text: str) -> list[int]:
+    try:
+        labels = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected classes such as 3 or 0,1,2, got {text!r}") from None
+    if any(k < 0 for k in labels):
+        raise argparse.ArgumentTypeError(f"classes are whole numbers from 0, got {text!r}")
+    return labels
+
+
 def _seeds(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(s) for s in text.split(","))
@@ -499,14 +516,19 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{result['dataset']} {args.split} ({result['n']} points), nats per example:")
+    bounds = result["bounds"]
+    print(f"{result['dataset']} {args.split} ({result['n']} points), nats per example, bounds on {bounds}:")
     print(
         f"  neg_elbo {result['neg_elbo']:.2f} ± {result['neg_elbo_stderr']:.2f}  "
         f"(rec {result['rec']:.2f}, kl {result['kl']:.2f})"
     )
     if "nll" in result:
-        print(f"  nll      {result['nll']:.2f} ± {result['nll_stderr']:.2f}  (k = {result['iw_samples']})")
-    print(f"  active units {result['active_units']}")
+        print(
+            f"  nll      {result['nll']:.2f} ± {result['nll_stderr']:.2f}  "
+            f"({bounds}, importance sampled, k = {result['iw_samples']})"
+        )
+    if "active_units" in result:  # continuous stochastic latents only
+        print(f"  active units {result['active_units']}")
     return 0
 
 
@@ -514,11 +536,10 @@ def cmd_sample(args) -> int:
     from .api import sample
     from .viz import save_grid
 
-    _check_count(args.n)
+    _check_count(args.n * len(args.label or [0]))
     _check_output(args.output)
-    path = save_grid(
-        sample(args.run, args.n, seed=args.seed, device=args.device), args.output or Path(args.run) / "samples.png"
-    )
+    images = sample(args.run, args.n, seed=args.seed, device=args.device, label=args.label)
+    path = save_grid(images, args.output or Path(args.run) / "samples.png", ncol=args.n if args.label else None)
     print(path)
     return 0
 

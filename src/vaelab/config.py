@@ -231,6 +231,9 @@ class ModelConfig:
     options: dict[str, Any] = opt({})
     # Filled in from the data set when a run starts; part of the model's identity.
     input_shape: list[int] = opt([1, 28, 28], length=3, ge=1)
+    # The number of classes of the training labels, for a conditional network (--model cvae);
+    # None for a model that takes no condition. Filled in when a run starts, like input_shape.
+    n_classes: int | None = opt(None, ge=2)
 
     def validate(self) -> None:
         validate_fields(self, "model")
@@ -619,6 +622,13 @@ _IWAE_TRAIN: dict = {
 }
 
 PRESETS: dict[str, dict] = {
+    # A conditional VAE on MNIST's labels (vaelab.models.conditional): q(z|x,y), p(x|z,y), a 2-D z
+    # so the manifold of each digit can be drawn; its bounds are on -log p(x|y).
+    "cvae-mnist": {
+        "data": {"dataset": "mnist", "binarize": "dynamic"},
+        "model": {"network": "cvae", "hidden": [500], "latent_dim": 2, "activation": "relu", "likelihood": "bernoulli"},
+        "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 100, "epochs": 20},
+    },
     # pytorch/examples vae/main.py: 784-400-20 relu, grey targets, Adam 1e-3, batch 128, 10 epochs.
     "pytorch-examples": {
         "data": {"dataset": "mnist", "binarize": "none", "full_train": True},

@@ -59,8 +59,10 @@ def evaluate_elbo(
     seed: int = 0,
     relaxed: bool = False,
     max_memory: int = 2 * 2**30,
+    y: torch.Tensor | None = None,
 ) -> dict:
-    """Mean per-example `neg_elbo`, `rec`, `kl` in nats (and `neg_elbo_stderr`) over x.
+    """Mean per-example `neg_elbo`, `rec`, `kl` in nats (and `neg_elbo_stderr`) over x (given the
+    labels y, for a conditional model: then neg_elbo bounds -log p(x|y)).
 
     Points go through in batches of `batch_size`, fewer when their `samples` samples would
     not fit in `max_memory` (then the samples go through in chunks too), so any number of
@@ -78,14 +80,15 @@ def evaluate_elbo(
     with seeded(seed, device):
         for i in range(0, x.shape[0], points):
             xb = x[i : i + points].to(device)
-            params = model.encode(xb)
+            yb = y[i : i + points].to(device) if y is not None else None
+            params = model.encode(xb, yb)
             if per_pass >= samples:
-                terms = elbo_terms(model, xb, samples, kl, params=params)
+                terms = elbo_terms(model, xb, samples, kl, params=params, y=yb)
             else:  # the samples of even one point do not fit in one pass: average over chunks
                 terms = dict.fromkeys(out, 0.0)
                 for j in range(0, samples, per_pass):
                     n = min(per_pass, samples - j)
-                    part = elbo_terms(model, xb, n, kl, params=params)
+                    part = elbo_terms(model, xb, n, kl, params=params, y=yb)
                     terms = {k: terms[k] + part[k] * (n / samples) for k in out}
             for k in out:
                 out[k].append(terms[k])
@@ -104,11 +107,18 @@ def posterior_means(model: VAE, params: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def encode_all(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Posterior parameters for every row of x, batched: (N, n_params), on the CPU."""
+def encode_all(model: VAE, x: torch.Tensor, batch_size: int = 1000, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Posterior parameters for every row of x (given its label in y, for a conditional model),
+    batched: (N, n_params), on the CPU."""
     model.eval()
     return torch.cat(
-        [model.encode(x[i : i + batch_size].to(model.device)).cpu() for i in range(0, x.shape[0], batch_size)]
+        [
+            model.encode(
+                x[i : i + batch_size].to(model.device),
+                y[i : i + batch_size].to(model.device) if y is not None else None,
+            ).cpu()
+            for i in range(0, x.shape[0], batch_size)
+        ]
     )
 
 
@@ -145,7 +155,14 @@ def chunk_shape(model: VAE, k: int, max_memory: int) -> tuple[int, int]:
 
 @torch.inference_mode()
 def iw_log_px(
-    model: VAE, x: torch.Tensor, k: int = 5000, *, max_memory: int = 2 * 2**30, seed: int = 0, progress: bool = False
+    model: VAE,
+    x: torch.Tensor,
+    k: int = 5000,
+    *,
+    max_memory: int = 2 * 2**30,
+    seed: int = 0,
+    progress: bool = False,
+    y: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The k-sample importance-weighted bound L_k(x) for every point (Burda et al. 2016, eq. 8):
 
@@ -154,7 +171,8 @@ def iw_log_px(
     a lower bound on log p(x) that rises to it as k grows; the papers' test "NLL" is -mean L_k
     at k = 5000. Exactly k samples per point, the encoder runs once per point, the decoder over
     (points x samples) chunks sized to `max_memory`; the sum over sample chunks is accumulated
-    in log space (logaddexp), so k may be any size. Returns float64 (N,) on the CPU."""
+    in log space (logaddexp), so k may be any size. For a conditional model, with the labels y,
+    it is the bound on log p(x|y). Returns float64 (N,) on the CPU."""
     if k < 1:
         raise VaelabError(f"--iw-samples must be at least 1, got {k}")
     model.eval()
@@ -173,11 +191,12 @@ def iw_log_px(
     with seeded(seed, device):
         for i in range(0, x.shape[0], points):
             xb = x[i : i + points].to(device)
-            params = model.encode(xb)
+            yb = y[i : i + points].to(device) if y is not None else None
+            params = model.encode(xb, yb)
             acc = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64, device=device)
             for j in range(0, k, samples):
                 s = min(samples, k - j)
-                log_w = model.log_weights(xb, s, params=params, proposal=True).log_w  # (s, B)
+                log_w = model.log_weights(xb, s, params=params, proposal=True, y=yb).log_w  # (s, B)
                 acc = torch.logaddexp(acc, torch.logsumexp(log_w.double(), 0))
                 bar.update(s * xb.shape[0])
             out[i : i + xb.shape[0]] = (acc - math.log(k)).cpu()
@@ -191,7 +210,9 @@ MEASURE_ABOVE = 10**8  # (point, sample) pairs: smaller evaluations end within m
 
 
 @torch.inference_mode()
-def check_work(model: VAE, x: torch.Tensor, samples: int, max_memory: int = 2 * 2**30) -> float | None:
+def check_work(
+    model: VAE, x: torch.Tensor, samples: int, max_memory: int = 2 * 2**30, y: torch.Tensor | None = None
+) -> float | None:
     """Refuse, before the work, an evaluation of `samples` decoder samples per point of x that
     cannot finish: above MEASURE_ABOVE (point, sample) pairs one decoder pass of the size the
     evaluation uses is timed here, and an estimate over MAX_EVALUATION_SECONDS is a VaelabError
@@ -203,10 +224,11 @@ def check_work(model: VAE, x: torch.Tensor, samples: int, max_memory: int = 2 * 
         return None
     points, per_pass = chunk_shape(model, samples, max_memory)
     xb = x[: max(1, min(points, x.shape[0]))].to(model.device)
+    yb = y[: xb.shape[0]].to(model.device) if y is not None else None
     with seeded(0, model.device):
-        model.log_weights(xb, per_pass, proposal=True)  # warm-up: first-call costs are not the rate
+        model.log_weights(xb, per_pass, proposal=True, y=yb)  # warm-up: first-call costs are not the rate
         start = time.perf_counter()
-        model.log_weights(xb, per_pass, proposal=True).log_w.sum().item()
+        model.log_weights(xb, per_pass, proposal=True, y=yb).log_w.sum().item()
         seconds = time.perf_counter() - start
     estimate = seconds / (xb.shape[0] * per_pass) * pairs
     if estimate > MAX_EVALUATION_SECONDS:
@@ -225,16 +247,29 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.3g} days"
 
 
+def counts_active_units(model: VAE) -> bool:
+    """Active units mean something for continuous stochastic latents only: not for one-hot codes,
+    deterministic codes or a condition (which is never part of z)."""
+    return model.latent.kind in ("stochastic", "flow") and not model.latent.discrete
+
+
 def active_units(mu: torch.Tensor, threshold: float = 1e-2) -> int:
     """Latent dimensions u with Cov_x(E_q[z_u]) > threshold (Burda et al. 2016, section 5.2)."""
     return int((_moments(mu)[1] > threshold).sum())
 
 
 def evaluate_nll(
-    model: VAE, x: torch.Tensor, k: int = 5000, *, max_memory: int = 2 * 2**30, seed: int = 0, progress: bool = False
+    model: VAE,
+    x: torch.Tensor,
+    k: int = 5000,
+    *,
+    max_memory: int = 2 * 2**30,
+    seed: int = 0,
+    progress: bool = False,
+    y: torch.Tensor | None = None,
 ) -> dict:
     """`nll` = -mean L_k (nats per example) with its standard error over points."""
-    log_px = iw_log_px(model, x, k, max_memory=max_memory, seed=seed, progress=progress)
+    log_px = iw_log_px(model, x, k, max_memory=max_memory, seed=seed, progress=progress, y=y)
     nll, stderr = _mean_and_stderr(-log_px)
     return {"nll": nll, "nll_stderr": stderr, "iw_samples": k}
 
@@ -264,12 +299,19 @@ def evaluate_run(
         require_count(iw_samples, "iw_samples")
     ctx = distributed.init(device)  # under torchrun, each rank evaluates its share of the points
     cfg, model = load_run(run, device, data_dir)
-    x = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape).images
-    x = x[ctx.local_slice(x.shape[0])]
-    check_work(model, x, samples + (iw_samples or 0), max_memory)
+    if iw_samples is not None and model.latent.kind == "deterministic":
+        raise VaelabError(
+            f"--iw-samples: --latent {cfg.model.latent} is deterministic (one code per x), so importance "
+            "sampling would only repeat its bound; its bound is neg_elbo (evaluate without --iw-samples)"
+        )
+    inputs = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape)
+    share = ctx.local_slice(inputs.images.shape[0])
+    x, y = inputs.images[share], condition(model, inputs.labels, share)
+    check_work(model, x, samples + (iw_samples or 0), max_memory, y=y)
     result = {
         "split": split,
         "dataset": cfg.data.dataset,
+        "bounds": bound_name(model),
         **model.checkpoint_info,
         **evaluate_elbo(
             model,
@@ -280,18 +322,35 @@ def evaluate_run(
             seed=seed,
             relaxed=relaxed,
             max_memory=max_memory,
+            y=y,
         ),
     }
-    mu = posterior_means(model, encode_all(model, x, cfg.train.eval_batch_size))
-    result["active_units"] = active_units(mu)
-    layers = model.latent.layers(mu)
-    if len(layers) > 1:  # a layered latent: active units per stochastic layer too
-        result.update({f"active_units_{name}": active_units(z) for name, z in layers.items()})
+    if counts_active_units(model):
+        mu = posterior_means(model, encode_all(model, x, cfg.train.eval_batch_size, y))
+        result["active_units"] = active_units(mu)
+        layers = model.latent.layers(mu)
+        if len(layers) > 1:  # a layered latent: active units per stochastic layer too
+            result.update({f"active_units_{name}": active_units(z) for name, z in layers.items()})
     if iw_samples is not None:
         result.update(
-            evaluate_nll(model, x, iw_samples, max_memory=max_memory, seed=seed, progress=progress and ctx.main)
+            evaluate_nll(model, x, iw_samples, max_memory=max_memory, seed=seed, progress=progress and ctx.main, y=y)
         )
     return result
+
+
+def bound_name(model: VAE) -> str:
+    """What a model's neg_elbo and nll are bounds on: -log p(x), or -log p(x|y) for a model that
+    conditions on the labels."""
+    return "-log p(x|y)" if model.conditional else "-log p(x)"
+
+
+def condition(model: VAE, labels: torch.Tensor | None, share=slice(None)) -> torch.Tensor | None:
+    """The labels a conditional model is evaluated with (None for any other model)."""
+    if not model.conditional:
+        return None
+    if labels is None:
+        raise VaelabError("this run's model is conditional, and the data set has no labels to condition on")
+    return labels[share].long()
 
 
 def encode_run(run: str | Path, split: str = "test", *, device: str = "auto", data_dir: str | None = None) -> dict:
@@ -299,7 +358,7 @@ def encode_run(run: str | Path, split: str = "test", *, device: str = "auto", da
     for a Gaussian latent, 'probs' and 'log_probs' (N, K per point) for a categorical one."""
     cfg, model = load_run(run, device, data_dir)
     inputs = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape)
-    params = encode_all(model, inputs.images, cfg.train.eval_batch_size)
+    params = encode_all(model, inputs.images, cfg.train.eval_batch_size, condition(model, inputs.labels))
     out = {name: value.numpy() for name, value in model.latent.named_params(params).items()}
     if inputs.labels is not None:
         out["labels"] = inputs.labels.numpy()
@@ -309,8 +368,10 @@ def encode_run(run: str | Path, split: str = "test", *, device: str = "auto", da
 def reconstruct_run(
     run: str | Path, split: str = "test", n: int = 32, *, device: str = "auto", data_dir: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first n images of a split and their reconstructions, both (n, C, H, W) on the CPU."""
+    """The first n images of a split and their reconstructions, both (n, C, H, W) on the CPU (a
+    conditional model reconstructs each given its label)."""
     require_count(n, "n")
     cfg, model = load_run(run, device, data_dir)
-    x = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape).images[:n]
-    return x, model.reconstruct(x.to(model.device)).cpu()
+    inputs = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape)
+    x, y = inputs.images[:n], condition(model, inputs.labels, slice(0, n))
+    return x, model.reconstruct(x.to(model.device), y.to(model.device) if y is not None else None).cpu()

@@ -191,6 +191,8 @@ def run_gradvar(
     if tau is not None and not tau > 0:
         raise VaelabError(f"--tau must be positive, got {tau}")
     cfg, model = load_run(run, device, data_dir)
+    if model.conditional:
+        raise VaelabError("gradvar does not yet draw the gradients of a conditional model (--model cvae)")
     x = load_inputs(cfg.data, split, expect_shape=cfg.model.input_shape).images[:batch_size].to(model.device)
     if tau is not None:
         if not model.latent.relaxed:

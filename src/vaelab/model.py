@@ -74,6 +74,9 @@ class VAE(nn.Module):
         self.likelihood = LIKELIHOODS[cfg.likelihood]()
         family = NETWORKS[cfg.network]
         self.network = family
+        # a conditional network takes the batch's labels y: the bounds are on -log p(x|y)
+        self.conditional: bool = family.conditional
+        self.n_classes: int | None = cfg.n_classes if self.conditional else None
         self.encoder = family.encoder(cfg, self.input_shape, self.latent.n_params)
         self.decoder = family.decoder(cfg, self.latent.decoder_dim, self.input_shape, self.likelihood.n_params)
         for net in (self.encoder, self.decoder):
@@ -110,33 +113,60 @@ class VAE(nn.Module):
         return self.latent.schedule_state()
 
     # -- the two halves -------------------------------------------------------------------
-    def encode(self, x):
-        """Parameters of q(z|x) for images x (B, C, H, W): for the Gaussian, [mu, logvar].
-        Always float32: under mixed precision the networks run in bf16/fp16, while the
-        densities, the KL and the likelihood are computed in float32."""
+    def encode(self, x, y=None):
+        """Parameters of q(z|x) (q(z|x,y) for a conditional model) for images x (B, C, H, W): for
+        the Gaussian, [mu, logvar]. Always float32: under mixed precision the networks run in
+        bf16/fp16, while the densities, the KL and the likelihood are computed in float32."""
         self.check_input(x)
+        if self.conditional:
+            return self.encoder(x, self.check_condition(y, x.shape[0])).float()
         return self.encoder(x).float()
 
-    def decode(self, z):
-        """Parameters of p(x|z) for latents z (..., D), flat over pixels: (..., n_params * P)."""
+    def decode(self, z, y=None):
+        """Parameters of p(x|z) (p(x|z,y)) for latents z (..., D), flat over pixels: (..., n_params * P).
+        y, for a conditional model, holds one label per point of z's last batch axis."""
         z = self.latent.to_decoder(z)
         lead = z.shape[:-1]
-        return self.decoder(z.reshape(-1, z.shape[-1])).reshape(*lead, -1).float()
+        flat = z.reshape(-1, z.shape[-1])
+        if self.conditional:
+            y = self.check_condition(y, lead[-1] if lead else 1)
+            return self.decoder(flat, y.expand(*lead).reshape(-1)).reshape(*lead, -1).float()
+        return self.decoder(flat).reshape(*lead, -1).float()
+
+    def check_condition(self, y, batch: int) -> torch.Tensor:
+        """The labels a conditional model needs: a long tensor (B,) of classes in 0..n_classes-1
+        (a plain list or int is taken as labels); else one VaelabError naming what is expected."""
+        if y is None:
+            raise VaelabError(
+                f"this model is conditional (--model {self.cfg.network}): it needs the class labels y of the "
+                f"batch, {batch} of them in 0..{(self.n_classes or 0) - 1}"
+            )
+        if not isinstance(y, torch.Tensor):
+            y = torch.as_tensor(y, device=self.device)
+        if y.dim() == 0:
+            y = y.expand(batch)
+        if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or tuple(y.shape) != (batch,):
+            raise VaelabError(
+                f"a conditional model takes labels y as whole numbers of shape ({batch},), got "
+                f"{y.dtype} {tuple(y.shape)}"
+            )
+        return y.long()
 
     def log_px_given_z(self, x, dec_params):
         """log p(x|z) in nats, x (B, C, H, W), dec_params (..., B, n*P) -> (..., B)."""
         return self.likelihood.log_prob(x.flatten(1), dec_params)
 
     # -- the one quantity ---------------------------------------------------------------------
-    def log_weights(self, x, n: int, *, params=None, proposal: bool = False, ratio: bool = True) -> LogWeights:
+    def log_weights(self, x, n: int, *, params=None, proposal: bool = False, ratio: bool = True, y=None) -> LogWeights:
         """n samples z ~ q(z|x) for each point of x and their log p(x|z), log q(z|x) - log p(z).
 
         proposal=False: path-wise samples (reparameterized; relaxed in training for a relaxed
         family), for gradients through z. proposal=True: samples of the model as evaluated (a
         discrete family's one-hot codes), with log q(z|x) kept in `log_q`: importance sampling
-        and the score-function estimator. ratio=False skips log q - log p (an analytic KL)."""
+        and the score-function estimator. ratio=False skips log q - log p (an analytic KL).
+        y: the batch's labels, for a conditional model (then log w bounds log p(x|y))."""
         require_count(n, "n (samples of z per point)")
-        params = self.encode(x) if params is None else params
+        params = self.encode(x, y) if params is None else params
         log_q = None
         if proposal:
             z, log_q = self.latent.propose(params, n)  # (n, B, D), (n, B)
@@ -145,7 +175,7 @@ class VAE(nn.Module):
             z, log_ratio = self.latent.rsample_with_log_ratio(params, n, self.prior)
         else:
             z, log_ratio = self.latent.rsample(params, n), None
-        return LogWeights(z, self.log_px_given_z(x, self.decode(z)), log_ratio, params, log_q)
+        return LogWeights(z, self.log_px_given_z(x, self.decode(z, y)), log_ratio, params, log_q)
 
     def analytic_kl(self, params) -> torch.Tensor:
         """KL(q(z|x) || p(z)) in closed form, (B,); a VaelabError for a pair without one."""
@@ -155,9 +185,9 @@ class VAE(nn.Module):
         """The closed-form KL per latent group (dimension, categorical variable): (B, G)."""
         return require_analytic_kl(self.latent, self.prior)(params)
 
-    def decode_view(self, v):
+    def decode_view(self, v, y=None):
         """E[x|z] as images for points v of the latent's view (what the pictures place)."""
-        return self.decode_mean(self.latent.view_to_latent(v, self.prior))
+        return self.decode_mean(self.latent.view_to_latent(v, self.prior), y)
 
     @property
     def has_analytic_kl(self) -> bool:
@@ -177,31 +207,32 @@ class VAE(nn.Module):
                 f"the model takes a batch of shape (B, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}"
             )
 
-    def posterior(self, x):
-        """q(z|x) as a torch.distributions object."""
-        return self.latent.distribution(self.encode(x))
+    def posterior(self, x, y=None):
+        """q(z|x) (q(z|x,y) for a conditional model) as a torch.distributions object."""
+        return self.latent.distribution(self.encode(x, y))
 
     def prior_distribution(self):
         """p(z) as a torch.distributions object (None for a prior without one)."""
         return self.prior.distribution(self.device)
 
-    def decode_mean(self, z):
-        """E[x|z] as images (B, C, H, W)."""
-        return self.likelihood.mean(self.decode(z)).reshape(-1, *self.input_shape)
+    def decode_mean(self, z, y=None):
+        """E[x|z] (E[x|z,y]) as images (B, C, H, W)."""
+        return self.likelihood.mean(self.decode(z, y)).reshape(-1, *self.input_shape)
 
     @torch.inference_mode()
-    def sample(self, n: int, generator: torch.Generator | None = None, mean: bool = True):
-        """n images from the model: z ~ p(z), then E[x|z] (mean=True) or a draw from p(x|z)."""
+    def sample(self, n: int, generator: torch.Generator | None = None, mean: bool = True, y=None):
+        """n images from the model: z ~ p(z), then E[x|z] (mean=True) or a draw from p(x|z); for a
+        conditional model, of the classes y (one label for all, or one per image)."""
         require_count(n, "n (images)")
         z = self.prior.sample(n, device=self.device, generator=generator)
-        params = self.decode(z)
+        params = self.decode(z, y)
         x = self.likelihood.mean(params) if mean else self.likelihood.sample(params, generator)
         return x.reshape(n, *self.input_shape)
 
     @torch.inference_mode()
-    def reconstruct(self, x):
-        """E[x|z] at the posterior mean of z: the model's reconstruction of x."""
-        return self.decode_mean(self.latent.mean(self.encode(x)))
+    def reconstruct(self, x, y=None):
+        """E[x|z] at the posterior mean of z: the model's reconstruction of x (of x given y)."""
+        return self.decode_mean(self.latent.mean(self.encode(x, y)), y)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -220,12 +251,13 @@ class VAE(nn.Module):
             for m in net.modules()
             if isinstance(m, kinds)
         ]
+        y = (torch.zeros(1, dtype=torch.long, device=self.device),) if self.conditional else ()
         try:
             with torch.no_grad():
                 if part in (None, "encoder"):
-                    self.encoder(torch.zeros(1, *self.input_shape, device=self.device))
+                    self.encoder(torch.zeros(1, *self.input_shape, device=self.device), *y)
                 if part in (None, "decoder"):
-                    self.decoder(torch.zeros(1, self.latent.decoder_dim, device=self.device))
+                    self.decoder(torch.zeros(1, self.latent.decoder_dim, device=self.device), *y)
         finally:
             for h in hooks:
                 h.remove()

@@ -29,8 +29,9 @@ learning signal is made of it, and so is the importance-sampled `nll` (evaluatio
 
 Each training objective maps (model, x, StepContext) to (loss, per-example terms); it is
 registered by name (`@register_objective`), and the trainer knows nothing else about it. The
-context carries what an objective may need beyond the batch: the train settings, the global
-step and epoch, the size of the training set.
+context carries what an objective may need beyond the images: the batch's labels `ctx.y` for a
+conditional model (pass them on as `model.log_weights(x, n, y=ctx.y)`), the train settings and
+the objective's own options, the global step and epoch, the size of the training set.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class StepContext:
     epoch: int = 0  # 0-based epoch
     n_train: int = 0  # examples in the training set
     steps_per_epoch: int = 0
+    # the batch's class labels (B,) for a conditional model, passed on as model.log_weights(..., y=ctx.y);
+    # None for a model that takes no condition
+    y: torch.Tensor | None = None
 
     @property
     def options(self) -> dict:
@@ -65,11 +69,12 @@ class StepContext:
         return self.train.options
 
 
-def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1, kl: str = "analytic", params=None):
+def elbo_terms(model: VAE, x: torch.Tensor, samples: int = 1, kl: str = "analytic", params=None, y=None):
     """Per-example `rec`, `kl` and `neg_elbo` = rec + kl, each (B,), from `samples` path-wise
     samples of z. kl="analytic" uses the (posterior, prior) pair's closed form (an error for a
-    pair without one); "mc" estimates it from the same samples as mean(log q(z|x) - log p(z))."""
-    lw = model.log_weights(x, samples, params=params, ratio=kl != "analytic")
+    pair without one); "mc" estimates it from the same samples as mean(log q(z|x) - log p(z)).
+    y: the labels of a conditional model's batch (the terms then bound -log p(x|y))."""
+    lw = model.log_weights(x, samples, params=params, ratio=kl != "analytic", y=y)
     rec = -lw.log_px_z.mean(0)
     kl_term = model.analytic_kl(lw.params) if kl == "analytic" else lw.ratio.mean(0)
     return {"neg_elbo": rec + kl_term, "rec": rec, "kl": kl_term}
@@ -88,32 +93,32 @@ def reparameterized(model: VAE, x: torch.Tensor, ctx: StepContext) -> tuple[torc
     rec + w KL with the step's KL weight w (--beta, warm-up) and free bits (klcontrol)."""
     t, w = ctx.train, ctx.kl_weight
     if t.free_bits > 0:
-        lw = model.log_weights(x, t.samples, ratio=t.kl != "analytic")
+        lw = model.log_weights(x, t.samples, ratio=t.kl != "analytic", y=ctx.y)
         rec = -lw.log_px_z.mean(0)
         groups = model.kl_groups(lw.params) if t.kl == "analytic" else lw.ratio.mean(0)[:, None]
         kl = groups.sum(-1)
         loss = rec.mean() + w * kl_penalty(groups, t.free_bits)
         return loss, {"neg_elbo": rec + kl, "rec": rec, "kl": kl}
-    terms = elbo_terms(model, x, t.samples, t.kl)
+    terms = elbo_terms(model, x, t.samples, t.kl, y=ctx.y)
     loss = terms["neg_elbo"].mean() if w == 1.0 else (terms["rec"] + w * terms["kl"]).mean()
     return loss, terms
 
 
-def iwae_terms(model: VAE, x: torch.Tensor, k: int):
+def iwae_terms(model: VAE, x: torch.Tensor, k: int, y=None):
     """Per-example `neg_iwae` = -L_k, and the ELBO terms estimated from the same k samples."""
-    lw = model.log_weights(x, k)
+    lw = model.log_weights(x, k, y=y)
     rec, kl = -lw.log_px_z.mean(0), lw.ratio.mean(0)
     return {"neg_iwae": math.log(k) - torch.logsumexp(lw.log_w, 0), "neg_elbo": rec + kl, "rec": rec, "kl": kl}
 
 
 @register_objective("iwae", samples_per_point=lambda t: t.k)
 def iwae_loss(model: VAE, x: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, dict]:
-    terms = iwae_terms(model, x, ctx.train.k)
+    terms = iwae_terms(model, x, ctx.train.k, ctx.y)
     return terms["neg_iwae"].mean(), terms
 
 
 def score_function_terms(
-    model: VAE, x: torch.Tensor, samples: int = 1, kl: str = "analytic", beta: float = 1.0, baseline=None
+    model: VAE, x: torch.Tensor, samples: int = 1, kl: str = "analytic", beta: float = 1.0, baseline=None, y=None
 ):
     """The ELBO with the score-function (REINFORCE, likelihood-ratio) gradient for a discrete
     latent (Williams 1992; Mnih & Gregor 2014): the surrogate loss, per example (B,), and the
@@ -145,7 +150,7 @@ def score_function_terms(
 
     Returns (surrogate (B,), terms, baseline loss): the terms are the ELBO's `neg_elbo`, `rec`,
     `kl`, estimated from the discrete samples."""
-    lw = model.log_weights(x, samples, proposal=True)  # discrete z, log q with its gradient
+    lw = model.log_weights(x, samples, proposal=True, y=y)  # discrete z, log q with its gradient
     log_px, log_q = lw.log_px_z, lw.log_q  # (L, B)
     assert log_q is not None  # proposal=True keeps it
     exact: torch.Tensor | float
@@ -174,7 +179,9 @@ def score_function_loss(model: VAE, x: torch.Tensor, ctx: StepContext) -> tuple[
     """The ELBO's score-function estimator with the model's baseline (if any), plus the loss
     that trains a learned baseline; see `score_function_terms`."""
     t = ctx.train
-    surrogate, terms, baseline_loss = score_function_terms(model, x, t.samples, t.kl, ctx.kl_weight, model.baseline)
+    surrogate, terms, baseline_loss = score_function_terms(
+        model, x, t.samples, t.kl, ctx.kl_weight, model.baseline, y=ctx.y
+    )
     return surrogate.mean() + baseline_loss, terms
 
 

@@ -1,8 +1,8 @@
 """The declared interfaces of a VAE's parts. A part of each kind subclasses its base here, states
 its capabilities as class attributes, and registers itself with a decorator (vaelab.registry):
 
-    x --NetworkFamily.encoder--> params --PosteriorFamily--> q(z|x)      Prior --> p(z)
-    z --NetworkFamily.decoder--> params --Likelihood--> p(x|z)
+    x (, y) --NetworkFamily.encoder--> params --PosteriorFamily--> q(z|x(,y))      Prior --> p(z)
+    z (, y) --NetworkFamily.decoder--> params --Likelihood--> p(x|z(,y))
 
 Callers never test `hasattr` or a part's name: they read these attributes.
 
@@ -13,6 +13,7 @@ Callers never test `hasattr` or a part's name: they read these attributes.
     PosteriorFamily.view           how to picture it: a LatentView (continuous or categorical)
     Prior.learned                  has parameters trained with the model
     NetworkFamily.per_pixel_output  the decoder's last layer has one bias per output (--output-bias)
+    NetworkFamily.conditional      its encoder and decoder take the class labels y: bounds on -log p(x|y)
     Likelihood.n_params            decoder outputs per pixel
     <any part>.options             its own settings, {key: vaelab.Option(type, default, help, ...)}:
                                    validated, recorded in the run, listed by `vaelab plugins`
@@ -58,6 +59,10 @@ class NetworkFamily(ABC):
     parameter-block (all first parameters, then all second ones). Both are nn.Modules."""
 
     per_pixel_output: bool = False
+    # A conditional family's networks take the batch's class labels y (B,) too: the encoder is
+    # called as encoder(x, y), the decoder as decoder(z, y); the model's bounds are then bounds on
+    # -log p(x|y). cfg.n_classes (from the training labels) says how many classes there are.
+    conditional: bool = False
     options: dict[str, registry.Option] = {}  # the family's own settings (--option KEY=VALUE)
 
     @staticmethod
@@ -76,8 +81,18 @@ class NetworkFamily(ABC):
 
 class PosteriorFamily(nn.Module, ABC):
     """q(z|x) from the encoder's flat parameters (B, n_params). z is (n, B, dim) for n samples.
-    An nn.Module, so train()/eval() reach it and a family may have parameters or networks of its own."""
+    An nn.Module, so train()/eval() reach it and a family may have parameters or networks of its own.
 
+    `kind` says what the family is, and so what the evaluation may report for it:
+    - "stochastic": rsample, and log_prob at any z (importance sampling bounds log p(x));
+    - "flow" (subclass FlowPosterior): samples come with log q(z|x) at them, and there is no
+      log_prob at an arbitrary z and no closed-form mean; its KL is Monte Carlo;
+    - "deterministic" (subclass DeterministicPosterior): one code per x, a point mass; importance
+      sampling would only repeat its bound, so no importance-sampled nll is reported for it.
+    Active units are counted only for continuous stochastic families (not discrete, not
+    deterministic codes)."""
+
+    kind: str = "stochastic"
     discrete: bool = False
     scheduled: bool = False
     relaxed: bool = False
@@ -150,6 +165,67 @@ class PosteriorFamily(nn.Module, ABC):
     def schedule_state(self) -> dict[str, float]:
         """The scheduled values in force (logged per epoch), e.g. {"tau": 0.5}."""
         return {}
+
+
+class FlowPosterior(PosteriorFamily):
+    """A normalizing flow: a base density pushed through invertible steps, whose density is known at
+    its own samples only. Implement `sample_with_log_q(params, n) -> (z (n, B, dim), log q (n, B))`,
+    differentiable (reparameterized); everything else follows from it."""
+
+    kind = "flow"
+
+    @abstractmethod
+    def sample_with_log_q(self, params: Tensor, n: int) -> tuple[Tensor, Tensor]: ...
+
+    def rsample(self, params: Tensor, n: int) -> Tensor:
+        return self.sample_with_log_q(params, n)[0]
+
+    def propose(self, params: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        return self.sample_with_log_q(params, n)
+
+    def rsample_with_log_ratio(self, params: Tensor, n: int, prior: Prior) -> tuple[Tensor, Tensor]:
+        z, log_q = self.sample_with_log_q(params, n)
+        return z, log_q - prior.log_prob(z)
+
+    def log_prob(self, z: Tensor, params: Tensor) -> Tensor:
+        raise VaelabError(
+            f"{type(self).__name__} is a flow: log q(z|x) is known only at its own samples "
+            "(sample_with_log_q), not at an arbitrary z"
+        )
+
+    MEAN_SAMPLES = 100
+
+    def mean(self, params: Tensor) -> Tensor:
+        """E_q[z] has no closed form for a flow: the average of MEAN_SAMPLES samples estimates it
+        (what reconstructions decode and the pictures place)."""
+        return self.rsample(params, self.MEAN_SAMPLES).mean(0)
+
+    def distribution(self, params: Tensor) -> D.Distribution | None:
+        return None
+
+
+class DeterministicPosterior(PosteriorFamily):
+    """One code per x (a codebook's nearest entry, an autoencoder's z): a point mass, so log q = 0
+    at its code, every sample is the code, and importance sampling has nothing to average.
+    Implement `code(params) -> z (B, dim)`."""
+
+    kind = "deterministic"
+
+    @abstractmethod
+    def code(self, params: Tensor) -> Tensor: ...
+
+    def rsample(self, params: Tensor, n: int) -> Tensor:
+        z = self.code(params)
+        return z.expand(n, *z.shape)
+
+    def log_prob(self, z: Tensor, params: Tensor) -> Tensor:
+        return z.new_zeros(z.shape[:-1])
+
+    def mean(self, params: Tensor) -> Tensor:
+        return self.code(params)
+
+    def distribution(self, params: Tensor) -> D.Distribution | None:
+        return None
 
 
 class Prior(nn.Module, ABC):
@@ -314,6 +390,8 @@ registry.BASELINES.base = Baseline
 
 __all__ = [
     "Baseline",
+    "DeterministicPosterior",
+    "FlowPosterior",
     "LatentView",
     "Likelihood",
     "NetworkFamily",

@@ -224,7 +224,10 @@ def training_dir(
             raise VaelabError(f"cannot resume: {out} is not a vaelab run (no {ckpt.CONFIG})")
     elif out.is_dir() and _entries(out) and not overwrite:
         if has_checkpoint(out) or (out / ckpt.WEIGHTS).is_file():
-            raise VaelabError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
+            raise VaelabError(
+                f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it "
+                "(in Python: vaelab.train(..., resume=True) or overwrite=True)"
+            )
         if not is_run(out):
             raise VaelabError(f"{out} already holds other files; give a new or empty directory for the run")
     elif out.is_dir() and _entries(out) and not is_run(out):
@@ -299,7 +302,7 @@ def training_dir(
 RESUMABLE = {"train.epochs", "train.device", "train.compile", "train.cuda_graphs", "data.data_dir"}
 # Facts training records about its data, not settings: they are checked against the data itself
 # when it is loaded (vaelab.dataprep.load_inputs).
-RECORDED = {"model.input_shape", "data.split_version"}
+RECORDED = {"model.input_shape", "model.n_classes", "data.split_version"}
 
 
 def changed_settings(saved: Config, new: Config) -> list[str]:

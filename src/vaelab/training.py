@@ -37,7 +37,7 @@ from .evaluation import evaluate_elbo
 from .klcontrol import kl_weight
 from .model import VAE
 from .objectives import StepContext
-from .registry import ESTIMATORS, OBJECTIVES, OPTIMIZERS
+from .registry import ESTIMATORS, NETWORKS, OBJECTIVES, OPTIMIZERS
 from .resources import check_training
 from .schedules import describe, learning_rate
 
@@ -225,7 +225,25 @@ class Trainer:
         self.train_x = train.images.to(self.device)
         self.dynamic = train.dynamic
         # a distributed run evaluates each rank's share of the points and all-reduces the sums
-        self.eval_x = evals.images[self.dist.local_slice(evals.images.shape[0])].to(self.device)
+        share = self.dist.local_slice(evals.images.shape[0])
+        self.eval_x = evals.images[share].to(self.device)
+        # a conditional network trains on (x, y): the labels travel with the images, on the device
+        self.train_y = self.eval_y = None
+        if NETWORKS[cfg.model.network].conditional:
+            if train.labels is None or evals.labels is None:
+                raise VaelabError(
+                    f"--model {cfg.model.network} is conditional: it needs labelled data, and {cfg.data.dataset} "
+                    "has no labels (a folder with one sub-folder per class gives them)"
+                )
+            n_classes = int(train.labels.max()) + 1
+            if resume and cfg.model.n_classes != n_classes:
+                raise VaelabError(
+                    f"the labels of {cfg.data.dataset} now have {n_classes} classes, but this run was trained on "
+                    f"{cfg.model.n_classes}: the data changed after training; restore it, or train a new run"
+                )
+            cfg.model.n_classes = max(n_classes, 2)
+            self.train_y = train.labels.long().to(self.device)
+            self.eval_y = evals.labels[share].long().to(self.device)
 
         check_training(cfg, self.device)  # before allocating: a size that cannot fit is one clear line
         torch.manual_seed(cfg.train.seed)
@@ -400,6 +418,7 @@ class Trainer:
                 if self.dist.enabled:  # this rank's share of the global batch
                     idx = idx[self.dist.local_slice(idx.shape[0])]
                 x = self.train_x[idx]
+                self.ctx.y = self.train_y[idx] if self.train_y is not None else None
                 if self.dynamic:
                     x = torch.bernoulli(x)
                 model.set_step(self.step)  # schedules inside the model (a temperature) follow the step
@@ -482,7 +501,7 @@ class Trainer:
     def _epoch_record(self) -> dict:
         s = self.sums
         start = time.perf_counter()
-        ev = evaluate_elbo(self.model, self.eval_x, self.cfg.train.eval_batch_size, kl=self.cfg.train.kl)
+        ev = evaluate_elbo(self.model, self.eval_x, self.cfg.train.eval_batch_size, kl=self.cfg.train.kl, y=self.eval_y)
         rec = {
             "epoch": self.epoch,
             "step": self.step,

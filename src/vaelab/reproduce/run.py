@@ -224,7 +224,7 @@ def evaluate_seed(
                 "value": result[name],
                 "stderr": result[f"{name}_stderr"],
                 "seconds": seconds,
-                "active_units": result["active_units"],
+                "active_units": result.get("active_units"),
                 "n": result["n"],
             }
         atomic_write_text(path, json.dumps(cache, indent=2) + "\n")

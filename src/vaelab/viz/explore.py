@@ -7,6 +7,7 @@ Standard library only: `http.server` on 127.0.0.1 (never another interface), thr
                                latent a sample of test posterior means to draw under the point
     GET /decode?z=z1,...,zD    PNG of E[x|z] (Gaussian latents)
     GET /decode?c=k1,...,kN    PNG of E[x|z] for the one-hot code of these classes (categorical)
+    ...&y=K                    for a conditional model: E[x|z,y] of class K (a class selector)
 
 A 2-D Gaussian latent is a plane to drag a point over; more dimensions get one slider each
 (most active first); a categorical latent gets one class selector per variable. Requests whose
@@ -47,6 +48,8 @@ class Explorer:
     def _info(self, params, labels) -> dict:
         v = self.view
         info = {"kind": v.kind, "dim": v.dim, "shape": list(self.model.input_shape), "plane": PLANE}
+        if self.model.conditional:  # a class selector: the image is E[x|z,y]
+            info["n_labels"] = self.model.n_classes
         if v.kind == "categorical":
             info.update(n_vars=v.n_vars, n_classes=v.n_classes, start=[0] * v.n_vars)
             if params is not None and params.shape[0]:
@@ -71,6 +74,15 @@ class Explorer:
         info.update(order=order, var=var, start=start)
         return info
 
+    def parse_label(self, query: dict[str, list[str]]) -> torch.Tensor | None:
+        """The class y of a conditional model's query (y=K, default 0); None for other models."""
+        if not self.model.conditional:
+            return None
+        raw = query.get("y", ["0"])[0]
+        if not raw.isdigit() or not int(raw) < self.model.n_classes:
+            raise ValueError(f"y must be a class in 0..{self.model.n_classes - 1}")
+        return torch.tensor([int(raw)])
+
     def parse(self, query: dict[str, list[str]]) -> torch.Tensor:
         """The decoder input (1, dim) from a query string; ValueError with a message if bad."""
         v = self.view
@@ -89,9 +101,12 @@ class Explorer:
         return torch.tensor(values).clamp(-Z_LIMIT, Z_LIMIT)[None]
 
     @torch.inference_mode()
-    def decode_png(self, z: torch.Tensor) -> bytes:
+    def decode_png(self, z: torch.Tensor, y: torch.Tensor | None = None) -> bytes:
+        if self.model.conditional and y is None:
+            y = torch.zeros(1, dtype=torch.long)
         with self.lock:
-            x = self.model.decode_view(z.to(self.model.device))[0].float().cpu()
+            label = y.to(self.model.device) if y is not None else None
+            x = self.model.decode_view(z.to(self.model.device), label)[0].float().cpu()
         arr = x[0].numpy() if x.shape[0] == 1 else x[:3].permute(1, 2, 0).numpy()
         return png_bytes(arr)
 
@@ -129,10 +144,11 @@ def make_handler(explorer: Explorer, title: str):
                 return self._send(HTTPStatus.OK, json.dumps(explorer.info).encode(), "application/json")
             if url.path == "/decode":
                 try:
-                    z = explorer.parse(parse_qs(url.query))
+                    query = parse_qs(url.query)
+                    z, y = explorer.parse(query), explorer.parse_label(query)
                 except ValueError as e:
                     return self._send(HTTPStatus.BAD_REQUEST, f"{e}\n".encode(), "text/plain")
-                return self._send(HTTPStatus.OK, explorer.decode_png(z), "image/png")
+                return self._send(HTTPStatus.OK, explorer.decode_png(z, y), "image/png")
             return self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
 
         do_HEAD = do_GET
@@ -166,14 +182,15 @@ def explorer_for_run(run: str | Path, *, device: str = "auto", data_dir: str | N
     means when the data is at hand (to start from and to draw), else without."""
     from ..dataprep import load_inputs
     from ..errors import VaelabError
-    from ..evaluation import encode_all
+    from ..evaluation import condition, encode_all
     from ..runs import load_run
 
     cfg, model = load_run(run, device, data_dir)
     params = labels = None
     try:
         inputs = load_inputs(cfg.data, "test", expect_shape=cfg.model.input_shape)
-        params, labels = encode_all(model, inputs.images, cfg.train.eval_batch_size), inputs.labels
+        labels = inputs.labels
+        params = encode_all(model, inputs.images, cfg.train.eval_batch_size, condition(model, labels))
     except VaelabError:
         pass
     return Explorer(model, params, labels)
@@ -222,8 +239,20 @@ const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 let info = null, state = [], inflight = false, pending = false, url = null;
 const img = document.getElementById("decoded");
 
+let label = 0;
 function query() {
-  return (info.kind === "categorical" ? "c=" : "z=") + state.map(v => info.kind === "categorical" ? v : v.toFixed(3)).join(",");
+  return (info.kind === "categorical" ? "c=" : "z=") + state.map(v => info.kind === "categorical" ? v : v.toFixed(3)).join(",") +
+    (info.n_labels ? "&y=" + label : "");
+}
+function buildLabel(left) {
+  const row = document.createElement("div"); row.className = "ctl"; row.id = "label";
+  const l = document.createElement("label"); l.textContent = "class y";
+  const s = document.createElement("select"); s.setAttribute("aria-label", "class y");
+  for (let k = 0; k < info.n_labels; k++) {
+    const o = document.createElement("option"); o.value = k; o.textContent = "class " + k; s.append(o);
+  }
+  s.addEventListener("input", () => { label = Number(s.value); update(); });
+  row.append(l, s, document.createElement("span")); left.append(row);
 }
 async function update() {
   if (inflight) { pending = true; return; }
@@ -327,6 +356,7 @@ function buildSelectors(left) {
   const [C, H, W] = info.shape, zoom = Math.max(2, Math.floor(320 / Math.max(H, W)));
   img.width = W * zoom; img.height = H * zoom;
   const left = document.getElementById("left"), how = document.getElementById("how");
+  if (info.n_labels) buildLabel(left);
   if (info.kind === "categorical") {
     how.textContent = "Pick a class for each of the " + info.n_vars + " variables; the image is E[x|z] for that one-hot code.";
     buildSelectors(left);

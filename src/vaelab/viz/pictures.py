@@ -72,8 +72,10 @@ def _canvas(width: int, height: int):
     return pixel_figure(full, height), (full - width) // 2
 
 
-def _images(model, z: torch.Tensor) -> torch.Tensor:
-    return model.decode_view(z.to(model.device)).cpu()
+def _images(model, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    if model.conditional and y is None:  # a conditional model's pictures without a class show class 0
+        y = torch.zeros(z.shape[0], dtype=torch.long)
+    return model.decode_view(z.to(model.device), y.to(model.device) if y is not None else None).cpu()
 
 
 # -- samples ---------------------------------------------------------------------------------
@@ -93,17 +95,23 @@ def save_prior_images(images: torch.Tensor, path: str | Path, title: str) -> Pat
 def save_samples(model, path: str | Path, n: int = 64, seed: int = 0, title: str = "") -> Path:
     """Left: x ~ p(x|z); right: E[x|z]; the same n prior draws z in both."""
     gen = torch.Generator(device=model.device).manual_seed(seed)
+    y, ncol = None, None
+    if model.conditional:  # one column per class
+        ncol = model.n_classes
+        n = ncol * max(1, round(n / ncol))
+        y = torch.arange(n, device=model.device) % ncol
     z = model.prior.sample(n, device=model.device, generator=gen)
-    params = model.decode(z)
+    params = model.decode(z, y)
     shape = (n, *model.input_shape)
     draws = model.likelihood.sample(params, gen).reshape(shape).cpu()
     means = model.likelihood.mean(params).reshape(shape).cpu()
-    left, right = image_grid(draws, pad=PAD, scale=SCALE), image_grid(means, pad=PAD, scale=SCALE)
+    left, right = image_grid(draws, ncol, pad=PAD, scale=SCALE), image_grid(means, ncol, pad=PAD, scale=SCALE)
     h, w = left.shape[:2]
     fig, dx = _canvas(2 * MARGIN + 2 * w + GAP, HEADER + TITLE + h + MARGIN)
     place_image(fig, left, dx + MARGIN, HEADER + TITLE, "samples  x ~ p(x|z)")
     place_image(fig, right, dx + MARGIN + w + GAP, HEADER + TITLE, "decoder means  E[x|z]")
-    _header(fig, title or f"{n} draws z ~ p(z), the same z in both panels")
+    per_class = f", one column per class y = 0..{model.n_classes - 1}" if model.conditional else ""
+    _header(fig, title or f"{n} draws z ~ p(z){per_class}, the same z in both panels")
     return save_figure(fig, path)
 
 
@@ -113,9 +121,12 @@ ROW_LABEL = 64
 
 
 @torch.inference_mode()
-def save_reconstructions(model, x: torch.Tensor, path: str | Path, ncol: int = 16, title: str = "") -> Path:
-    """Test images in rows, each row followed by their reconstructions E[x | z = E_q z]."""
-    recon = model.reconstruct(x.to(model.device)).cpu()
+def save_reconstructions(
+    model, x: torch.Tensor, path: str | Path, ncol: int = 16, title: str = "", y: torch.Tensor | None = None
+) -> Path:
+    """Test images in rows, each row followed by their reconstructions E[x | z = E_q z] (given
+    their labels y, for a conditional model)."""
+    recon = model.reconstruct(x.to(model.device), y.to(model.device) if y is not None else None).cpu()
     ncol = min(ncol, x.shape[0])
     grid = image_grid(interleave_rows(x.cpu(), recon, ncol), ncol, pad=PAD, scale=SCALE)
     h, w = grid.shape[:2]
@@ -138,8 +149,32 @@ AXIS_LEFT, AXIS_BOTTOM = 78, 58
 
 
 @torch.inference_mode()
+def save_class_manifolds(model, path: str | Path, n: int = 10, per_row: int = 5, title: str = "") -> Path:
+    """A conditional model's 2-D manifold for each class: E[x|z,y] on the n x n grid of
+    save_manifold_2d, one panel per class y."""
+    z = manifold_grid(n)
+    panels = [
+        image_grid(_images(model, z, torch.full((z.shape[0],), c)), ncol=n, pad=0, scale=1)
+        for c in range(model.n_classes)
+    ]
+    h, w = panels[0].shape[:2]
+    rows = math.ceil(len(panels) / per_row)
+    cols = min(per_row, len(panels))
+    fig, dx = _canvas(
+        2 * MARGIN + cols * w + (cols - 1) * GAP, HEADER + rows * (TITLE + h) + (rows - 1) * GAP // 2 + MARGIN
+    )
+    for c, panel in enumerate(panels):
+        r, k = divmod(c, per_row)
+        place_image(fig, panel, dx + MARGIN + k * (w + GAP), HEADER + TITLE + r * (TITLE + h + GAP // 2), f"y = {c}")
+    _header(fig, title or f"decoder means E[x|z,y] on a {n}\u00d7{n} grid through the prior's inverse CDF, per class")
+    return save_figure(fig, path)
+
+
+@torch.inference_mode()
 def save_manifold_2d(model, path: str | Path, n: int = 20, title: str = "") -> Path:
     """E[x|z] for z = Phi^-1(u) on an n x n grid of u in (0, 1)^2 (AEVB paper, Figure 4)."""
+    if model.conditional:
+        return save_class_manifolds(model, path, title=title)
     z = manifold_grid(n)
     grid = image_grid(_images(model, z), ncol=n, pad=0, scale=SCALE)
     h, w = grid.shape[:2]
@@ -184,7 +219,8 @@ def save_traversals(model, mu: torch.Tensor, path: str | Path, k: int = 10, n: i
     )
     ax.tick_params(length=0)
     ax.set_xlabel("offset from the mean, in standard deviations of E[z_d|x] over the test set", fontsize=9)
-    _header(fig, title or f"traversals of the {len(dims)} most active of {mu.shape[1]} latent dimensions")
+    given = " (class y = 0)" if model.conditional else ""
+    _header(fig, title or f"traversals of the {len(dims)} most active of {mu.shape[1]} latent dimensions{given}")
     return save_figure(fig, path)
 
 
@@ -327,7 +363,7 @@ def plot_run(
     paths written. See vaelab.viz.pictures for what each shows."""
     from ..checkpoint import read_metrics
     from ..dataprep import load_inputs
-    from ..evaluation import encode_all, posterior_means
+    from ..evaluation import condition, encode_all, posterior_means
     from ..runs import load_run
 
     what = _pictures(what)
@@ -349,9 +385,11 @@ def plot_run(
     if not {"reconstructions", "latents"} & set(what) and ("manifold" not in what or plane):
         return _in_order(paths)
     inputs = load_inputs(cfg.data, "test", expect_shape=cfg.model.input_shape)
+    y = condition(model, inputs.labels)
     if "reconstructions" in what:
-        paths.append(save_reconstructions(model, inputs.images[:32], run / "reconstructions.png"))
-    params = encode_all(model, inputs.images, cfg.train.eval_batch_size)
+        first = y[:32] if y is not None else None
+        paths.append(save_reconstructions(model, inputs.images[:32], run / "reconstructions.png", y=first))
+    params = encode_all(model, inputs.images, cfg.train.eval_batch_size, y)
     if "manifold" in what and view.kind == "categorical":
         base = class_probs(model, params[:1], view).argmax(-1)[0]
         paths.append(save_categorical_traversal(model, view, base, run / "manifold.png"))

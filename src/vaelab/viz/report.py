@@ -181,11 +181,12 @@ def headline(history: list[dict]) -> str:
 
 
 EVAL_ROWS = (
+    ("bounds", "the bounds below are on"),
     ("neg_elbo", "neg_elbo (nats)"),
     ("neg_elbo_stderr", "\u00b1 standard error"),
     ("rec", "reconstruction"),
     ("kl", "KL"),
-    ("nll", "nll = -log p(x), importance sampled"),
+    ("nll", "nll, importance sampled"),
     ("nll_stderr", "\u00b1 standard error"),
     ("iw_samples", "importance samples k"),
     ("active_units", "active units"),
@@ -370,7 +371,7 @@ def report_run(run: str | Path, *, device: str = "auto", data_dir: str | None = 
     )
 
 
-TEXT_KEYS = ("split", "dataset")  # every other value of a saved evaluation is a number
+TEXT_KEYS = ("split", "dataset", "bounds")  # every other value of a saved evaluation is a number
 
 
 def _read_evaluation(path: Path) -> dict | str:
