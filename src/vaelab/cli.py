@@ -529,6 +529,11 @@ def cmd_evaluate(args) -> int:
         )
     if "active_units" in result:  # continuous stochastic latents only
         print(f"  active units {result['active_units']}")
+    if "codebook_usage" in result:
+        print(
+            f"  codebook: {result['codebook_usage']:.1%} of entries used, "
+            f"perplexity {result['codebook_perplexity']:.1f}"
+        )
     return 0
 
 

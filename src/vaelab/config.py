@@ -629,6 +629,21 @@ PRESETS: dict[str, dict] = {
         "model": {"network": "cvae", "hidden": [500], "latent_dim": 2, "activation": "relu", "likelihood": "bernoulli"},
         "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 100, "epochs": 20},
     },
+    # VQ-VAE (van den Oord et al. 2017) on MNIST (vaelab.models.vqvae): an MLP encoder's 64 outputs as
+    # 4 code vectors of 16 over a codebook of 512, the paper's loss with commitment 0.25, Adam 2e-4
+    # (the paper's), batch 128; grey pixels as Bernoulli targets.
+    "vqvae-mnist": {
+        "data": {"dataset": "mnist", "binarize": "none"},
+        "model": {
+            "latent": "vq",
+            "hidden": [500],
+            "latent_dim": 64,
+            "activation": "relu",
+            "likelihood": "bernoulli",
+            "options": {"codebook_size": 512, "code_dim": 16},
+        },
+        "train": {"objective": "vqvae", "optimizer": "adam", "lr": 2e-4, "batch_size": 128, "epochs": 20},
+    },
     # pytorch/examples vae/main.py: 784-400-20 relu, grey targets, Adam 1e-3, batch 128, 10 epochs.
     "pytorch-examples": {
         "data": {"dataset": "mnist", "binarize": "none", "full_train": True},

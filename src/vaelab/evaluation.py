@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .dataprep import load_inputs
 from .errors import VaelabError, require_count
-from .model import VAE, n_pixels
+from .model import VAE, given, n_pixels
 from .objectives import elbo_terms
 from .runs import load_run
 
@@ -81,7 +81,7 @@ def evaluate_elbo(
         for i in range(0, x.shape[0], points):
             xb = x[i : i + points].to(device)
             yb = y[i : i + points].to(device) if y is not None else None
-            params = model.encode(xb, yb)
+            params = model.encode(xb, *given(yb))
             if per_pass >= samples:
                 terms = elbo_terms(model, xb, samples, kl, params=params, y=yb)
             else:  # the samples of even one point do not fit in one pass: average over chunks
@@ -192,7 +192,7 @@ def iw_log_px(
         for i in range(0, x.shape[0], points):
             xb = x[i : i + points].to(device)
             yb = y[i : i + points].to(device) if y is not None else None
-            params = model.encode(xb, yb)
+            params = model.encode(xb, *given(yb))
             acc = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64, device=device)
             for j in range(0, k, samples):
                 s = min(samples, k - j)
@@ -325,8 +325,10 @@ def evaluate_run(
             y=y,
         ),
     }
+    params = encode_all(model, x, cfg.train.eval_batch_size, y)
+    result.update(model.latent.statistics(params))  # e.g. a codebook's usage and perplexity
     if counts_active_units(model):
-        mu = posterior_means(model, encode_all(model, x, cfg.train.eval_batch_size, y))
+        mu = posterior_means(model, params)
         result["active_units"] = active_units(mu)
         layers = model.latent.layers(mu)
         if len(layers) > 1:  # a layered latent: active units per stochastic layer too

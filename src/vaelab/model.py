@@ -24,7 +24,13 @@ from .errors import VaelabError, require_count
 from .parts import analytic_kl, require_analytic_kl
 from .registry import BASELINES, INITS, LIKELIHOODS, NETWORKS, POSTERIORS, PRIORS
 
-__all__ = ["VAE", "LogWeights"]
+__all__ = ["VAE", "LogWeights", "given"]
+
+
+def given(y):
+    """The condition as extra arguments: () without one, so a model (or a plugin's override of
+    encode/decode) that takes no condition keeps its one-argument calls."""
+    return () if y is None else (y.to(y.device),)
 
 
 @dataclass
@@ -166,7 +172,8 @@ class VAE(nn.Module):
         and the score-function estimator. ratio=False skips log q - log p (an analytic KL).
         y: the batch's labels, for a conditional model (then log w bounds log p(x|y))."""
         require_count(n, "n (samples of z per point)")
-        params = self.encode(x, y) if params is None else params
+        condition = given(y)
+        params = self.encode(x, *condition) if params is None else params
         log_q = None
         if proposal:
             z, log_q = self.latent.propose(params, n)  # (n, B, D), (n, B)
@@ -175,7 +182,7 @@ class VAE(nn.Module):
             z, log_ratio = self.latent.rsample_with_log_ratio(params, n, self.prior)
         else:
             z, log_ratio = self.latent.rsample(params, n), None
-        return LogWeights(z, self.log_px_given_z(x, self.decode(z, y)), log_ratio, params, log_q)
+        return LogWeights(z, self.log_px_given_z(x, self.decode(z, *condition)), log_ratio, params, log_q)
 
     def analytic_kl(self, params) -> torch.Tensor:
         """KL(q(z|x) || p(z)) in closed form, (B,); a VaelabError for a pair without one."""

@@ -159,6 +159,11 @@ class PosteriorFamily(nn.Module, ABC):
         """The latent's stochastic layers by name (active units are counted per layer)."""
         return {"z": z}
 
+    def statistics(self, params: Tensor) -> dict[str, float]:
+        """Numbers about the family itself that `evaluate` reports beside the bounds, from the
+        encoder's parameters of every point of a split (a codebook's usage and perplexity)."""
+        return {}
+
     def set_step(self, step: int) -> None:
         """The 0-based global training step, for `scheduled` families."""
 

@@ -190,6 +190,8 @@ EVAL_ROWS = (
     ("nll_stderr", "\u00b1 standard error"),
     ("iw_samples", "importance samples k"),
     ("active_units", "active units"),
+    ("codebook_usage", "codebook entries used (fraction)"),
+    ("codebook_perplexity", "codebook perplexity"),
     ("n", "points"),
     ("samples", "Monte-Carlo samples of z"),
     ("seed", "seed"),
