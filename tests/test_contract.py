@@ -307,8 +307,10 @@ def test_a_resume_may_change_only_what_the_part_says_is_safe(option_plugin, tmp_
     assert "model.options.components" in err
 
 
-def test_plugins_and_help_list_a_plugins_parts_and_options(option_plugin, capsys):
+def test_plugins_and_help_list_a_plugins_parts_and_options(option_plugin, capsys, monkeypatch):
     from test_user_errors import run_cli
+
+    monkeypatch.setenv("COLUMNS", "1000")  # help on long lines: a name is never wrapped at its hyphen
 
     code, out, _ = run_cli(capsys, ["plugins", "--plugin", option_plugin])
     assert code == 0
