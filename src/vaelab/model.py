@@ -30,7 +30,7 @@ __all__ = ["VAE", "LogWeights", "given"]
 def given(y):
     """The condition as extra arguments: () without one, so a model (or a plugin's override of
     encode/decode) that takes no condition keeps its one-argument calls."""
-    return () if y is None else (y.to(y.device),)
+    return () if y is None else (y,)
 
 
 @dataclass
@@ -194,7 +194,7 @@ class VAE(nn.Module):
 
     def decode_view(self, v, y=None):
         """E[x|z] as images for points v of the latent's view (what the pictures place)."""
-        return self.decode_mean(self.latent.view_to_latent(v, self.prior), y)
+        return self.decode_mean(self.latent.view_to_latent(v, self.prior), *given(y))
 
     @property
     def has_analytic_kl(self) -> bool:
@@ -216,7 +216,7 @@ class VAE(nn.Module):
 
     def posterior(self, x, y=None):
         """q(z|x) (q(z|x,y) for a conditional model) as a torch.distributions object."""
-        return self.latent.distribution(self.encode(x, y))
+        return self.latent.distribution(self.encode(x, *given(y)))
 
     def prior_distribution(self):
         """p(z) as a torch.distributions object (None for a prior without one)."""
@@ -224,7 +224,7 @@ class VAE(nn.Module):
 
     def decode_mean(self, z, y=None):
         """E[x|z] (E[x|z,y]) as images (B, C, H, W)."""
-        return self.likelihood.mean(self.decode(z, y)).reshape(-1, *self.input_shape)
+        return self.likelihood.mean(self.decode(z, *given(y))).reshape(-1, *self.input_shape)
 
     @torch.inference_mode()
     def sample(self, n: int, generator: torch.Generator | None = None, mean: bool = True, y=None):
@@ -232,14 +232,14 @@ class VAE(nn.Module):
         conditional model, of the classes y (one label for all, or one per image)."""
         require_count(n, "n (images)")
         z = self.prior.sample(n, device=self.device, generator=generator)
-        params = self.decode(z, y)
+        params = self.decode(z, *given(y))
         x = self.likelihood.mean(params) if mean else self.likelihood.sample(params, generator)
         return x.reshape(n, *self.input_shape)
 
     @torch.inference_mode()
     def reconstruct(self, x, y=None):
         """E[x|z] at the posterior mean of z: the model's reconstruction of x (of x given y)."""
-        return self.decode_mean(self.latent.mean(self.encode(x, y)), y)
+        return self.decode_mean(self.latent.mean(self.encode(x, *given(y))), *given(y))
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

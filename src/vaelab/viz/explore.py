@@ -105,8 +105,8 @@ class Explorer:
         if self.model.conditional and y is None:
             y = torch.zeros(1, dtype=torch.long)
         with self.lock:
-            label = y.to(self.model.device) if y is not None else None
-            x = self.model.decode_view(z.to(self.model.device), label)[0].float().cpu()
+            label = () if y is None else (y.to(self.model.device),)
+            x = self.model.decode_view(z.to(self.model.device), *label)[0].float().cpu()
         arr = x[0].numpy() if x.shape[0] == 1 else x[:3].permute(1, 2, 0).numpy()
         return png_bytes(arr)
 

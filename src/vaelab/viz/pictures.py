@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import VaelabError
+from ..model import given
 from .curves import save_curves
 from .figures import cell_centres, new_figure, pixel_figure, place_image, save_figure
 from .grids import image_grid, interleave_rows
@@ -75,7 +76,7 @@ def _canvas(width: int, height: int):
 def _images(model, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     if model.conditional and y is None:  # a conditional model's pictures without a class show class 0
         y = torch.zeros(z.shape[0], dtype=torch.long)
-    return model.decode_view(z.to(model.device), y.to(model.device) if y is not None else None).cpu()
+    return model.decode_view(z.to(model.device), *given(y.to(model.device) if y is not None else None)).cpu()
 
 
 # -- samples ---------------------------------------------------------------------------------
@@ -101,7 +102,7 @@ def save_samples(model, path: str | Path, n: int = 64, seed: int = 0, title: str
         n = ncol * max(1, round(n / ncol))
         y = torch.arange(n, device=model.device) % ncol
     z = model.prior.sample(n, device=model.device, generator=gen)
-    params = model.decode(z, y)
+    params = model.decode(z, *given(y))
     shape = (n, *model.input_shape)
     draws = model.likelihood.sample(params, gen).reshape(shape).cpu()
     means = model.likelihood.mean(params).reshape(shape).cpu()
@@ -126,7 +127,7 @@ def save_reconstructions(
 ) -> Path:
     """Test images in rows, each row followed by their reconstructions E[x | z = E_q z] (given
     their labels y, for a conditional model)."""
-    recon = model.reconstruct(x.to(model.device), y.to(model.device) if y is not None else None).cpu()
+    recon = model.reconstruct(x.to(model.device), *given(y.to(model.device) if y is not None else None)).cpu()
     ncol = min(ncol, x.shape[0])
     grid = image_grid(interleave_rows(x.cpu(), recon, ncol), ncol, pad=PAD, scale=SCALE)
     h, w = grid.shape[:2]
