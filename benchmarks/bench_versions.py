@@ -1,8 +1,8 @@
 """Milliseconds per training step of two vaelab source trees, measured alternately (A B A B ...)
 in fresh processes, so a change can be shown to cost nothing on this noisy machine.
 
-    git worktree add /tmp/before <commit>
-    VAELAB_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_versions.py /tmp/before/src src \
+    git worktree add ../before <commit>
+    VAELAB_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_versions.py ../before/src src \
         [--presets pytorch-examples,iwae-paper-k50] [--rounds 5] [--steps 200]
 
 Each process builds the preset's Trainer (the data on the device, the model, the optimizer),

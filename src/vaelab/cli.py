@@ -529,11 +529,8 @@ def cmd_evaluate(args) -> int:
         )
     if "active_units" in result:  # continuous stochastic latents only
         print(f"  active units {result['active_units']}")
-    if "codebook_usage" in result:
-        print(
-            f"  codebook: {result['codebook_usage']:.1%} of entries used, "
-            f"perplexity {result['codebook_perplexity']:.1f}"
-        )
+    for key, value in result.get("latent_statistics", {}).items():  # the latent family's own numbers
+        print(f"  {key.replace('_', ' ')} {value:.4g}")
     return 0
 
 

@@ -326,7 +326,9 @@ def evaluate_run(
         ),
     }
     params = encode_all(model, x, cfg.train.eval_batch_size, y)
-    result.update(model.latent.statistics(params))  # e.g. a codebook's usage and perplexity
+    stats = model.latent.statistics(params)  # e.g. a codebook's usage and perplexity
+    if stats:
+        result["latent_statistics"] = stats
     if counts_active_units(model):
         mu = posterior_means(model, params)
         result["active_units"] = active_units(mu)

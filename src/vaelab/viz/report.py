@@ -190,8 +190,6 @@ EVAL_ROWS = (
     ("nll_stderr", "\u00b1 standard error"),
     ("iw_samples", "importance samples k"),
     ("active_units", "active units"),
-    ("codebook_usage", "codebook entries used (fraction)"),
-    ("codebook_perplexity", "codebook perplexity"),
     ("n", "points"),
     ("samples", "Monte-Carlo samples of z"),
     ("seed", "seed"),
@@ -224,6 +222,11 @@ def evaluation_section(evaluations: dict[str, dict], stale: Sequence[str] = (), 
         if any(key in evaluations[s] for s in splits):
             cells = "".join(_cell(key, evaluations[s].get(key)) for s in splits)
             rows.append(f'<tr><td class="k">{_e(label)}</td>{cells}</tr>')
+    # the latent family's own numbers (PosteriorFamily.statistics), e.g. a codebook's usage
+    family = sorted({k for s in splits for k in evaluations[s].get("latent_statistics", {})})
+    for key in family:
+        cells = "".join(_cell(key, evaluations[s].get("latent_statistics", {}).get(key)) for s in splits)
+        rows.append(f'<tr><td class="k">{_e(key.replace("_", " "))}</td>{cells}</tr>')
     head = "".join(f"<th>{_e(s)}</th>" for s in splits)
     return (
         f'<table id="evaluation"><thead><tr><th class="k"></th>{head}</tr></thead>'
@@ -385,7 +388,10 @@ def _read_evaluation(path: Path) -> dict | str:
     if not isinstance(saved, dict):
         return "not a table"
     for key, value in saved.items():
-        ok = isinstance(value, str) if key in TEXT_KEYS else value is None or isinstance(value, (int, float))
+        if key == "latent_statistics":  # a table of the latent family's own numbers
+            ok = isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values())
+        else:
+            ok = isinstance(value, str) if key in TEXT_KEYS else value is None or isinstance(value, (int, float))
         if not ok:
             return f"{key} is {value!r:.40}"
     return saved
